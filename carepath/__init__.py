@@ -1,0 +1,1 @@
+"""Carepath: customer-service automation as Prefect flows over a SQLAlchemy data model."""

@@ -1,0 +1,67 @@
+"""One home for configuration: environment variables (prefix CAREPATH_) and a `.env` file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Carepath settings. Secrets are `SecretStr`, so they never appear in logs or reprs."""
+
+    model_config = SettingsConfigDict(env_prefix="CAREPATH_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default=f"sqlite:///{PROJECT_ROOT / 'carepath.db'}",
+        description="SQLAlchemy URL; a SQLite file by default, postgresql+psycopg2://… in production.",
+    )
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000", description="Base URL of the receiver, used in tracking links."
+    )
+
+    # IoT fault journey rules
+    fault_critical_threshold: int = Field(default=10, description="A fault is critical above this code.")
+    fault_window_minutes: int = Field(default=60, description="Window in which a device's faults are counted.")
+    fault_min_count: int = Field(default=1, ge=1, description="Faults needed in the window to open a case.")
+    fault_batch_size: int = Field(default=5000, ge=1, le=50_000)
+
+    # Twilio (SMS). Without an account SID and token the local channel is used.
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from_number: str = "+15005550006"
+    twilio_base_url: str | None = Field(default=None, description="Override of https://api.twilio.com (stubs).")
+    sms_status_callback_path: str = "/webhooks/twilio/status"
+
+    # SendGrid (email). Without an API key the local channel is used.
+    sendgrid_api_key: SecretStr | None = None
+    sendgrid_from_email: str = "support@carepath.example"
+    sendgrid_host: str | None = Field(default=None, description="Override of https://api.sendgrid.com (stubs).")
+
+    # Sending
+    send_max_attempts: int = Field(default=4, ge=1, description="Attempts for a transient provider error.")
+    send_backoff_seconds: float = Field(default=0.5, ge=0, description="First backoff; doubles per attempt.")
+    send_timeout_seconds: float = Field(default=10.0, gt=0)
+    send_concurrency: int = Field(default=8, ge=1, le=128, description="Messages in flight at once.")
+
+    @property
+    def sms_status_callback_url(self) -> str:
+        return self.public_base_url.rstrip("/") + self.sms_status_callback_path
+
+    def tracking_url(self, ticket_number: str, token: str) -> str:
+        return f"{self.public_base_url.rstrip('/')}/track/{ticket_number}?t={token}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests change the environment between sessions)."""
+    get_settings.cache_clear()

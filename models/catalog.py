@@ -1,0 +1,52 @@
+"""Products, the devices customers own, and the faults devices report."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import Base, utcnow
+
+
+class Product(Base):
+    __tablename__ = "product"
+    _repr_label = "name"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    unit_cost: Mapped[float | None]
+
+
+class Device(Base):
+    __tablename__ = "device"
+    _repr_label = "device_id"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), unique=True)  # the id the device reports
+    product_id: Mapped[int | None] = mapped_column(ForeignKey("product.id"))
+    owner_contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id"), index=True)
+    installed_at: Mapped[datetime | None]
+
+    product = relationship("Product")
+    owner = relationship("Contact")
+
+
+class DeviceFault(Base):
+    """Every fault a device reported, critical or not; the frequency rule counts these."""
+
+    __tablename__ = "device_fault"
+    __table_args__ = (Index("ix_device_fault_device_time", "device_id", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    inbox_event_id: Mapped[int] = mapped_column(ForeignKey("inbox_event.id"), unique=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("device.device_id"))
+    error_code: Mapped[int]
+    occurred_at: Mapped[datetime]
+    message: Mapped[str | None] = mapped_column(String(500))
+    critical: Mapped[bool]
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("support_case.id"), index=True)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)

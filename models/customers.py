@@ -1,0 +1,92 @@
+"""Customers: accounts (companies), contacts (people), leads from the web shop, and consent."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, func
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import Base, str_enum, utcnow
+from models.enums import ConsentStatus, LeadState, MessageChannel, Tier
+
+
+class Account(Base):
+    __tablename__ = "account"
+    _repr_label = "name"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    account_number: Mapped[str] = mapped_column(String(32), unique=True)
+    tier: Mapped[Tier] = mapped_column(str_enum(Tier, "tier"), default=Tier.STANDARD)
+    # Domains the company's people write from: used to link unknown senders to the account.
+    email_domains: Mapped[list[str]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    contacts: Mapped[list[Contact]] = relationship(
+        back_populates="account", foreign_keys="Contact.account_id"
+    )
+
+
+class Contact(Base):
+    __tablename__ = "contact"
+    _repr_label = "email"
+    __table_args__ = (
+        # Flows look contacts up by email without regard to case.
+        Index("ix_contact_email_lower", func.lower("email")),
+        Index("ix_contact_merged_into_id", "merged_into_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str | None] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(32))  # E.164
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"), index=True)
+    portal_login: Mapped[str | None] = mapped_column(String(254), unique=True)
+    active: Mapped[bool] = mapped_column(default=True)
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    account: Mapped[Account | None] = relationship(back_populates="contacts", foreign_keys=[account_id])
+    consents: Mapped[list[Consent]] = relationship(back_populates="contact")
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class Consent(Base):
+    """A contact's current consent per channel; absence means no consent (opt-in is required)."""
+
+    __tablename__ = "consent"
+    __table_args__ = (UniqueConstraint("contact_id", "channel"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"))
+    channel: Mapped[MessageChannel] = mapped_column(str_enum(MessageChannel, "consent_channel"))
+    status: Mapped[ConsentStatus] = mapped_column(str_enum(ConsentStatus, "consent_status"))
+    source: Mapped[str] = mapped_column(String(64))  # e.g. "portal", "sms:STOP", "twilio:21610"
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    contact: Mapped[Contact] = relationship(back_populates="consents")
+
+
+class Lead(Base):
+    __tablename__ = "lead"
+    _repr_label = "email"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str] = mapped_column(String(254), index=True)
+    phone: Mapped[str | None] = mapped_column(String(32))
+    company: Mapped[str | None] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(64), default="webshop")
+    order_ref: Mapped[str | None] = mapped_column(String(64), unique=True)
+    state: Mapped[LeadState] = mapped_column(str_enum(LeadState, "lead_state"), default=LeadState.NEW)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    qualified_at: Mapped[datetime | None]

@@ -1,0 +1,201 @@
+"""Service terms and routing: entitlements, queues, routing rules, agents, SLAs, knowledge, goals."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, str_enum, utcnow
+from models.enums import EntitlementState, KpiState, Tier
+
+
+class Entitlement(Base):
+    """A contract granting a number of cases over a period on given channels."""
+
+    __tablename__ = "entitlement"
+    _repr_label = "name"
+    __table_args__ = (Index("ix_entitlement_customer_state", "account_id", "state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"))
+    starts_on: Mapped[date]
+    ends_on: Mapped[date]
+    allocation: Mapped[int]  # cases granted
+    remaining: Mapped[int]
+    channels: Mapped[list[str]] = mapped_column(default=list)  # Channel values; empty = every channel
+    product_ids: Mapped[list[str]] = mapped_column(default=list)  # product SKUs; empty = every product
+    restrict_case_creation: Mapped[bool] = mapped_column(default=False)
+    state: Mapped[EntitlementState] = mapped_column(
+        str_enum(EntitlementState, "entitlement_state"), default=EntitlementState.ACTIVE
+    )
+    sla_id: Mapped[int | None] = mapped_column(ForeignKey("sla.id"))
+
+
+class Queue(Base):
+    __tablename__ = "queue"
+    _repr_label = "name"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str | None] = mapped_column(String(300))
+
+
+class QueueItem(Base):
+    __tablename__ = "queue_item"
+    __table_args__ = (UniqueConstraint("queue_id", "case_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    queue_id: Mapped[int] = mapped_column(ForeignKey("queue.id"))
+    case_id: Mapped[int] = mapped_column(ForeignKey("support_case.id", ondelete="CASCADE"), index=True)
+    worked_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agent.id"))
+    entered_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RoutingRuleSet(Base):
+    __tablename__ = "routing_rule_set"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    active: Mapped[bool] = mapped_column(default=True)
+
+
+class RoutingRule(Base):
+    """An ordered condition → queue; conditions are data, e.g. {"tier": "gold", "origin": "iot"}."""
+
+    __tablename__ = "routing_rule"
+    __table_args__ = (UniqueConstraint("rule_set_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rule_set_id: Mapped[int] = mapped_column(ForeignKey("routing_rule_set.id", ondelete="CASCADE"))
+    position: Mapped[int]
+    conditions: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    queue_id: Mapped[int] = mapped_column(ForeignKey("queue.id"))
+
+
+class Agent(Base):
+    __tablename__ = "agent"
+    _repr_label = "name"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    skills: Mapped[list[str]] = mapped_column(default=list)
+    capacity: Mapped[int] = mapped_column(default=10)
+    active: Mapped[bool] = mapped_column(default=True)
+
+
+class BusinessCalendar(Base):
+    __tablename__ = "business_calendar"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # {"mon": ["08:00", "18:00"], …}; a missing day is closed. Empty = around the clock.
+    hours: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Holiday(Base):
+    __tablename__ = "holiday"
+    __table_args__ = (UniqueConstraint("calendar_id", "day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    calendar_id: Mapped[int] = mapped_column(ForeignKey("business_calendar.id", ondelete="CASCADE"))
+    day: Mapped[date]
+    name: Mapped[str] = mapped_column(String(100))
+
+
+class Sla(Base):
+    __tablename__ = "sla"
+    _repr_label = "name"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    applies_to_tier: Mapped[Tier | None] = mapped_column(str_enum(Tier, "sla_tier"))
+    calendar_id: Mapped[int | None] = mapped_column(ForeignKey("business_calendar.id"))
+    pause_on_hold: Mapped[bool] = mapped_column(default=True)
+
+
+class SlaKpi(Base):
+    """One KPI of an SLA: e.g. first response within 15 minutes, warn after 10."""
+
+    __tablename__ = "sla_kpi"
+    __table_args__ = (UniqueConstraint("sla_id", "kpi"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sla_id: Mapped[int] = mapped_column(ForeignKey("sla.id", ondelete="CASCADE"))
+    kpi: Mapped[str] = mapped_column(String(32))  # "first_response" | "resolve_by"
+    minutes: Mapped[int]
+    warn_after_minutes: Mapped[int]
+    warning_action: Mapped[str | None] = mapped_column(String(64))  # e.g. "email_owner"
+    failure_action: Mapped[str | None] = mapped_column(String(64))  # e.g. "email_manager"
+
+
+class KpiInstance(Base):
+    __tablename__ = "kpi_instance"
+    __table_args__ = (
+        UniqueConstraint("case_id", "sla_kpi_id"),
+        Index("ix_kpi_instance_state_due", "state", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("support_case.id", ondelete="CASCADE"))
+    sla_kpi_id: Mapped[int] = mapped_column(ForeignKey("sla_kpi.id"))
+    state: Mapped[KpiState] = mapped_column(str_enum(KpiState, "kpi_state"), default=KpiState.IN_PROGRESS)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    warning_at: Mapped[datetime]
+    due_at: Mapped[datetime]
+    paused_at: Mapped[datetime | None]
+    paused_minutes: Mapped[int] = mapped_column(default=0)
+    succeeded_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]
+
+
+class KnowledgeArticle(Base):
+    __tablename__ = "knowledge_article"
+    _repr_label = "title"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    article_number: Mapped[str] = mapped_column(String(32), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    content: Mapped[str] = mapped_column(Text)
+    keywords: Mapped[list[str]] = mapped_column(default=list)
+    product_id: Mapped[int | None] = mapped_column(ForeignKey("product.id"))
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    published: Mapped[bool] = mapped_column(default=False)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CaseArticle(Base):
+    """A knowledge article sent to the customer from a case."""
+
+    __tablename__ = "case_article"
+    __table_args__ = (UniqueConstraint("case_id", "article_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("support_case.id", ondelete="CASCADE"))
+    article_id: Mapped[int] = mapped_column(ForeignKey("knowledge_article.id"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("message.id"))
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Goal(Base):
+    """A KPI target over a period: cases resolved, open cases, SLA compliance…"""
+
+    __tablename__ = "goal"
+    __table_args__ = (UniqueConstraint("metric", "period_start", "owner_agent_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    metric: Mapped[str] = mapped_column(String(64))
+    period_start: Mapped[date]
+    period_end: Mapped[date]
+    target: Mapped[float]
+    actual: Mapped[float | None]
+    owner_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agent.id"))
+    computed_at: Mapped[datetime | None]
+    description: Mapped[str | None] = mapped_column(Text)
