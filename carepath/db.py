@@ -60,3 +60,16 @@ def unit_of_work() -> Iterator[Session]:
     """A session whose transaction commits on success and rolls back on error."""
     with get_sessionmaker()() as session, session.begin():
         yield session
+
+
+def dialect_insert(session: Session, table):  # noqa: ANN001, ANN201
+    """An INSERT that supports ON CONFLICT on both SQLite and PostgreSQL."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
+def is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"

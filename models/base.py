@@ -36,7 +36,9 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime; Carepath stores aware UTC datetimes only")
-        return value.astimezone(UTC)
+        value = value.astimezone(UTC)
+        # SQLite has no zone type: store naive UTC text that sorts and compares correctly.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:

@@ -1,0 +1,60 @@
+"""Email through SendGrid's official SDK."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+
+from python_http_client.exceptions import HTTPError
+from sendgrid import SendGridAPIClient
+from sendgrid.helpers.mail import CustomArg, Mail
+
+from carepath.channels.base import OutgoingEmail, ProviderError, SendResult
+from carepath.rules.messaging import is_transient
+
+
+class SendGridEmailSender:
+    """Sends with `/v3/mail/send`; `host` points the SDK at another host (a local stub)."""
+
+    provider = "sendgrid"
+
+    def __init__(self, *, api_key: str, from_email: str, host: str | None = None, timeout: float = 10.0) -> None:
+        self._client = SendGridAPIClient(api_key=api_key, host=host or "https://api.sendgrid.com")
+        self._client.client.timeout = timeout
+        self._from = from_email
+
+    def send_email(self, email: OutgoingEmail) -> SendResult:
+        """Send one email; SendGrid answers 202 with the message id in X-Message-Id."""
+        mail = Mail(
+            from_email=self._from,
+            to_emails=email.to,
+            subject=email.subject,
+            plain_text_content=email.text,
+            html_content=email.html,
+        )
+        for key, value in {**email.custom_args, "carepath_key": email.idempotency_key}.items():
+            mail.add_custom_arg(CustomArg(key, value))
+        try:
+            response = self._client.send(mail)
+        except HTTPError as exc:
+            raise ProviderError(
+                provider=self.provider,
+                reason=_sendgrid_reason(exc),
+                transient=is_transient(http_status=exc.status_code),
+                http_status=exc.status_code,
+            ) from exc
+        except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as exc:
+            raise ProviderError(provider=self.provider, reason=f"no answer: {type(exc).__name__}", transient=True) from exc
+        headers = {k.lower(): v for k, v in dict(response.headers).items()}
+        return SendResult(provider=self.provider, provider_message_id=headers.get("x-message-id"), status="sent")
+
+
+def _sendgrid_reason(exc: HTTPError) -> str:
+    try:
+        errors = json.loads(exc.body or b"{}").get("errors") or []
+        if errors:
+            return "; ".join(str(e.get("message")) for e in errors)[:500]
+    except (ValueError, AttributeError):
+        pass
+    return f"HTTP {exc.status_code}"

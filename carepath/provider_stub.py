@@ -1,0 +1,422 @@
+"""Local HTTP stand-in for Twilio's Messages API and SendGrid's v3 Mail Send API.
+
+It speaks both providers' wire format, so the official SDKs can be pointed at it in tests and
+benchmarks; it records every request and can be programmed to fail. Standard library only.
+Pointing the SDKs at a started ``stub``::
+
+    from requests.adapters import HTTPAdapter
+    from twilio.http.http_client import TwilioHttpClient
+    from twilio.rest import Client
+
+    http = TwilioHttpClient(timeout=5)
+    http.session.mount("http://", HTTPAdapter(pool_maxsize=32))  # the SDK only sizes the https:// pool
+    twilio = Client("ACtest", "test-token", http_client=http)
+    twilio.api.base_url = stub.base_url  # Domain.absolute_url joins base_url and the URI
+    twilio.messages.create(to="+15005550006", from_="+15005550001", body="Hi", status_callback=url)
+    # Errors raise twilio.base.exceptions.TwilioRestException (.code, .status); a time-out raises
+    # requests.exceptions.Timeout. TWILIO_EDGE / TWILIO_REGION must be unset: they rewrite the host.
+
+    from sendgrid import SendGridAPIClient
+    from sendgrid.helpers.mail import Mail
+
+    sendgrid = SendGridAPIClient(api_key="SG.test-key", host=stub.base_url)
+    sendgrid.send(Mail(from_email="a@x.example", to_emails="b@y.example", subject="S", plain_text_content="T"))
+    # Errors raise python_http_client.exceptions.HTTPError subclasses (.status_code, .body).
+
+Standalone: ``python -m carepath.provider_stub --host 127.0.0.1 --port 8025``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import re
+import secrets
+import socket
+import socketserver
+import threading
+import time
+from collections import deque
+from contextlib import suppress
+from dataclasses import dataclass
+from email.utils import formatdate
+from http.client import responses
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, NamedTuple, Self
+from urllib.parse import parse_qsl, urlsplit
+
+_TWILIO_CREATE = re.compile(r"/2010-04-01/Accounts/([^/]+)/Messages\.json")
+_TWILIO_FETCH = re.compile(r"/2010-04-01/Accounts/([^/]+)/Messages/([^/]+)\.json")
+_TWILIO_MESSAGES = {
+    20003: "Authenticate",
+    20404: "The requested resource {path} was not found",
+    20429: "Too Many Requests",
+    20500: "An internal server error has occurred",
+    20503: "Service is unavailable. Please try again",
+    21211: "The 'To' number {to} is not a valid phone number.",
+    21602: "Message body is required.",
+    21603: "A 'From' phone number is required.",
+    21604: "A 'To' phone number is required.",
+    21610: "Attempt to send to unsubscribed recipient",
+}
+# The Twilio code a programmed failure carries when fail_next() names only a status.
+_TWILIO_CODE_FOR_STATUS = {400: 21211, 401: 20003, 404: 20404, 429: 20429, 500: 20500, 503: 20503}
+_SENDGRID_AUTH_ERROR = "The provided authorization grant is invalid, expired, or revoked"
+_SENDGRID_RULES = {  # field -> SendGrid's complaint when it is missing
+    "personalizations": "The personalizations field is required and must have at least one personalization.",
+    "personalizations.to": "The to array is required for all personalization objects.",
+    "from.email": "The from object must be provided for every email send.",
+    "subject": "The subject is required, unless a template or every personalization has one.",
+    "content": "Unless a valid template_id is provided, the content parameter is required.",
+}
+
+
+@dataclass
+class RecordedRequest:
+    """One request the stub received, with the answer it gave."""
+
+    provider: str  # "twilio" | "sendgrid" | "unknown"
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-case keys
+    form: dict[str, str]  # parsed form body (Twilio), else {}
+    json: Any  # parsed JSON body (SendGrid), else None
+    status: int  # the status the stub answered with
+    response: dict | None  # the JSON it answered with; SendGrid's 202: {"x_message_id": ...}
+    received_at: float
+
+
+class _Programmed(NamedTuple):
+    status: int
+    code: int | None
+    message: str | None
+    delay: float
+
+
+def _twilio_error(status: int, code: int, message: str) -> dict:
+    """Twilio's (pre-RFC 9457) error body, which the SDK turns into TwilioRestException."""
+    more_info = f"https://www.twilio.com/docs/errors/{code}"
+    return {"code": code, "message": message, "more_info": more_info, "status": status}
+
+
+def _sendgrid_error(message: str, field: str | None = None) -> dict:
+    """SendGrid's error body."""
+    return {"errors": [{"message": message, "field": field, "help": None}]}
+
+
+def _segments(body: str) -> int:
+    """SMS segments: GSM-7 fits 160 characters (153 per part), UCS-2 70 (67); ASCII stands in for GSM."""
+    single, part = (160, 153) if body.isascii() else (70, 67)
+    return 1 if len(body) <= single else -(-len(body) // part)
+
+
+def _sendgrid_problems(mail: Any) -> list[str]:
+    """Fields of a v3 mail/send body that SendGrid would reject, as keys of _SENDGRID_RULES."""
+    mail = mail if isinstance(mail, dict) else {}
+    people = mail.get("personalizations")
+    problems = []
+    if not (isinstance(people, list) and people and all(isinstance(p, dict) for p in people)):
+        problems, people = ["personalizations"], []
+    elif not all(
+        p.get("to") and all(isinstance(t, dict) and t.get("email") for t in p["to"]) for p in people
+    ):
+        problems.append("personalizations.to")
+    if not (isinstance(mail.get("from"), dict) and mail["from"].get("email")):
+        problems.append("from.email")
+    templated = bool(mail.get("template_id"))  # a dynamic template may supply subject and content
+    if not (mail.get("subject") or templated or (people and all(p.get("subject") for p in people))):
+        problems.append("subject")
+    if not (mail.get("content") or templated):
+        problems.append("content")
+    return problems
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # pooled keep-alive connections would otherwise hold up stop()
+    request_queue_size = 256  # the SendGrid SDK (urllib) opens a connection per request
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], stub: ProviderStub) -> None:
+        self.stub = stub
+        self.open_connections: set[socket.socket] = set()  # set.add/discard are atomic under the GIL
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        """Bind without HTTPServer's reverse-DNS getfqdn(), which can stall for seconds."""
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Serve one connection, tracked so that stop() can close it."""
+        self.open_connections.add(request)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.open_connections.discard(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Stay quiet about clients that hung up (time-out tests do so on purpose)."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: every answer carries Content-Length
+    disable_nagle_algorithm = True  # headers and body are two writes; avoid the delayed-ACK stall
+    server_version = "ProviderStub/1.0"
+    sys_version = ""
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Log nothing: a line per request would cost more than the request."""
+
+    def _dispatch(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        status, data, extra = self.server.stub._answer(self.command, self.path, headers, body)
+        try:
+            self.send_response(status)
+            if data:
+                self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in extra.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:  # the client gave up, e.g. its time-out fired during a programmed delay
+            self.close_connection = True
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
+
+
+class ProviderStub:
+    """A Twilio + SendGrid look-alike on a local port that records every request."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        twilio_account_sid: str = "ACtest",
+        twilio_auth_token: str = "test-token",
+        sendgrid_api_key: str = "SG.test-key",
+    ) -> None:
+        self.host, self.port = host, port
+        self.twilio_account_sid, self.twilio_auth_token = twilio_account_sid, twilio_auth_token
+        self.sendgrid_api_key = sendgrid_api_key
+        self._lock = threading.Lock()
+        self._requests: list[RecordedRequest] = []
+        self._messages: dict[str, dict] = {}  # sid -> resource, for GET .../Messages/{sid}.json
+        self._programmed: dict[str, deque[_Programmed]] = {"twilio": deque(), "sendgrid": deque()}
+        self._server: _Server | None = None
+
+    def start(self) -> Self:
+        """Bind, serve in a background daemon thread, and return self."""
+        self._server = _Server((self.host, self.port), self)
+        self.port = self._server.server_address[1]
+        # A short poll interval keeps stop() quick; serve_forever only notices shutdown() between polls.
+        serve = self._server.serve_forever
+        threading.Thread(target=serve, args=(0.05,), name="provider-stub", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; close the listening socket and any open keep-alive connections."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        for conn in list(server.open_connections):
+            with suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """The URL to give the SDKs, e.g. http://127.0.0.1:54321."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A copy of every request received so far, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    def twilio_messages(self) -> list[RecordedRequest]:
+        """Accepted (2xx) Twilio message creates."""
+        return [r for r in self.requests if r.provider == "twilio" and r.method == "POST" and r.status < 300]
+
+    def sendgrid_mails(self) -> list[RecordedRequest]:
+        """Accepted (2xx) SendGrid sends."""
+        return [r for r in self.requests if r.provider == "sendgrid" and r.status < 300]
+
+    def fail_next(
+        self,
+        provider: str,
+        count: int = 1,
+        *,
+        status: int = 500,
+        code: int | None = None,
+        message: str | None = None,
+        delay: float = 0.0,
+    ) -> None:
+        """Program the provider's next `count` answers (FIFO); a 2xx status with a delay succeeds slowly."""
+        if provider not in self._programmed or count < 1:
+            raise ValueError(
+                f"need provider 'twilio' or 'sendgrid' and count >= 1, got {provider!r}, {count}"
+            )
+        with self._lock:
+            self._programmed[provider].extend([_Programmed(status, code, message, delay)] * count)
+
+    def reset(self) -> None:
+        """Forget recorded requests, created messages and programmed answers."""
+        with self._lock:
+            self._requests.clear()
+            self._messages.clear()
+            for queue in self._programmed.values():
+                queue.clear()
+
+    # Request handling, on the server's threads. Each answer sets rec.status and rec.response.
+
+    def _answer(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, bytes, dict]:
+        """Handle one request: returns status, body bytes and extra headers."""
+        path = urlsplit(target).path
+        provider = (
+            "twilio"
+            if path.startswith("/2010-04-01/")
+            else "sendgrid"
+            if path.startswith("/v3/")
+            else "unknown"
+        )
+        rec = RecordedRequest(
+            provider, method, path, headers, {}, None, 404, {"error": "not found"}, time.time()
+        )
+        with self._lock:
+            queue = self._programmed.get(provider)
+            programmed = queue.popleft() if queue else None
+        if programmed and programmed.delay > 0:
+            time.sleep(programmed.delay)
+        failure = programmed if programmed and not 200 <= programmed.status < 300 else None
+        extra = {}
+        if provider == "twilio":
+            self._twilio(rec, body, failure)
+        elif provider == "sendgrid" and self._sendgrid(rec, body, failure):
+            extra = {"X-Message-Id": rec.response["x_message_id"]}  # SendGrid's 202 has an empty body
+        with self._lock:  # record before answering: a client holding its response must find the record
+            self._requests.append(rec)
+        data = b"" if extra or rec.response is None else json.dumps(rec.response).encode()
+        return rec.status, data, extra
+
+    def _twilio(self, rec: RecordedRequest, body: bytes, failure: _Programmed | None) -> None:
+        try:
+            rec.form = dict(parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=bool(body)))
+        except ValueError:  # UnicodeDecodeError is a ValueError too
+            rec.status, rec.response = 400, _twilio_error(400, 400, "Unable to parse the form-encoded body")
+            return
+        if failure:
+            code = failure.code or _TWILIO_CODE_FOR_STATUS.get(failure.status, failure.status)
+            text = failure.message or _TWILIO_MESSAGES.get(code, responses.get(failure.status, "Error"))
+            text = text if failure.message else text.format(to=rec.form.get("To", ""), path=rec.path)
+            rec.status, rec.response = failure.status, _twilio_error(failure.status, code, text)
+            return
+        create, fetch = _TWILIO_CREATE.fullmatch(rec.path), _TWILIO_FETCH.fullmatch(rec.path)
+        if not self._twilio_authorized(rec.headers.get("authorization", ""), create or fetch):
+            rec.status, rec.response = 401, _twilio_error(401, 20003, _TWILIO_MESSAGES[20003])
+        elif create and rec.method == "POST":
+            rec.status, rec.response = self._twilio_create(rec.form, rec.path)
+        elif fetch and rec.method == "GET" and fetch.group(2) in self._messages:
+            rec.status, rec.response = 200, self._messages[fetch.group(2)]
+        else:
+            text = _TWILIO_MESSAGES[20404].format(path=rec.path)
+            rec.status, rec.response = 404, _twilio_error(404, 20404, text)
+
+    def _twilio_authorized(self, authorization: str, route: re.Match[str] | None) -> bool:
+        """Basic auth whose user is the configured AccountSid (also the one in the path) and the token."""
+        scheme, _, encoded = authorization.partition(" ")
+        try:
+            user, _, password = base64.b64decode(encoded).decode().partition(":")
+        except ValueError:  # binascii.Error and UnicodeDecodeError
+            return False
+        sid_in_path = route.group(1) if route else user
+        sid_ok = user == sid_in_path == self.twilio_account_sid
+        return scheme.lower() == "basic" and sid_ok and password == self.twilio_auth_token
+
+    def _twilio_create(self, form: dict[str, str], path: str) -> tuple[int, dict]:
+        """Validate like Twilio and create the message resource."""
+        to, sender, service, body = (
+            form.get("To"),
+            form.get("From"),
+            form.get("MessagingServiceSid"),
+            form.get("Body", ""),
+        )
+        for code, missing in ((21604, not to), (21602, not (body or "MediaUrl" in form or "ContentSid" in form)),
+                              (21603, not (sender or service))):  # fmt: skip
+            if missing:
+                return 400, _twilio_error(400, code, _TWILIO_MESSAGES[code])
+        sid, now = "SM" + secrets.token_hex(16), formatdate(usegmt=True).replace("GMT", "+0000")
+        uri = f"{path.removesuffix('.json')}/{sid}"
+        message = {
+            "account_sid": self.twilio_account_sid, "api_version": "2010-04-01", "body": body,
+            "date_created": now, "date_sent": None, "date_updated": now, "direction": "outbound-api",
+            "error_code": None, "error_message": None, "from": sender, "messaging_service_sid": service,
+            "num_media": "1" if "MediaUrl" in form else "0", "num_segments": str(_segments(body)),
+            "price": None, "price_unit": "USD", "sid": sid,
+            # Twilio says "accepted" while a Messaging Service has yet to pick the sender.
+            "status": "queued" if sender else "accepted", "to": to, "uri": f"{uri}.json",
+            "subresource_uris": {"media": f"{uri}/Media.json", "feedback": f"{uri}/Feedback.json"},
+        }  # fmt: skip
+        with self._lock:
+            self._messages[sid] = message
+        return 201, message
+
+    def _sendgrid(self, rec: RecordedRequest, body: bytes, failure: _Programmed | None) -> bool:
+        """Answer a SendGrid request; True when the mail was accepted."""
+        try:
+            rec.json = json.loads(body) if body else None
+        except ValueError:
+            rec.status, rec.response = 400, _sendgrid_error("Bad Request: the body is not valid JSON")
+            return False
+        if failure:  # SendGrid has no error codes, so failure.code is not used
+            text = failure.message or (_SENDGRID_AUTH_ERROR if failure.status == 401 else None)
+            text = text or responses.get(failure.status, "error").lower()
+            rec.status, rec.response = failure.status, _sendgrid_error(text)
+        elif rec.headers.get("authorization") != f"Bearer {self.sendgrid_api_key}":
+            rec.status, rec.response = 401, _sendgrid_error(_SENDGRID_AUTH_ERROR)
+        elif rec.path != "/v3/mail/send" or rec.method != "POST":
+            rec.status, rec.response = 404, _sendgrid_error("resource not found")
+        elif problems := _sendgrid_problems(rec.json):
+            errors = [_sendgrid_error(_SENDGRID_RULES[field], field)["errors"][0] for field in problems]
+            rec.status, rec.response = 400, {"errors": errors}
+        else:
+            # 22 url-safe characters, the shape of SendGrid's X-Message-Id.
+            rec.status, rec.response = 202, {"x_message_id": secrets.token_urlsafe(16)}
+            return True
+        return False
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the stub until Ctrl-C."""
+    parser = argparse.ArgumentParser(description="Local Twilio + SendGrid API stub.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8025)
+    parser.add_argument("--twilio-account-sid", default="ACtest")
+    parser.add_argument("--twilio-auth-token", default="test-token")
+    parser.add_argument("--sendgrid-api-key", default="SG.test-key")
+    args = parser.parse_args(argv)
+    credentials = {"twilio_account_sid": args.twilio_account_sid, "twilio_auth_token": args.twilio_auth_token}
+    with ProviderStub(args.host, args.port, sendgrid_api_key=args.sendgrid_api_key, **credentials) as stub:
+        print(stub.base_url, flush=True)
+        with suppress(KeyboardInterrupt):
+            threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

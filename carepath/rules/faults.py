@@ -1,0 +1,111 @@
+"""Rules of the IoT fault journey: which faults are critical, how often they recur, what to do with them."""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+
+@dataclass(frozen=True)
+class FaultRules:
+    """The journey's knobs: critical above `threshold`; `min_count` faults within `window` open a case."""
+
+    threshold: int = 10
+    window: timedelta = timedelta(minutes=60)
+    min_count: int = 1
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A validated fault as the journey sees it; `ref` is the caller's handle (the inbox row id)."""
+
+    ref: int
+    device_id: str
+    error_code: int
+    occurred_at: datetime
+    message: str | None = None
+
+
+class FaultAction(StrEnum):
+    RECORD = "record"  # non-critical, or critical but not yet frequent enough
+    OPEN_CASE = "open_case"
+    ATTACH = "attach"  # to the device's open case (existing, or opened earlier in this batch)
+
+
+@dataclass(frozen=True)
+class FaultDecision:
+    fault: Fault
+    action: FaultAction
+    critical: bool
+    frequency: int  # the device's faults within the window ending at this fault
+
+
+@dataclass
+class DevicePlan:
+    """What one device's faults in a batch amount to."""
+
+    device_id: str
+    decisions: list[FaultDecision] = field(default_factory=list)
+
+    @property
+    def opens_case(self) -> FaultDecision | None:
+        return next((d for d in self.decisions if d.action is FaultAction.OPEN_CASE), None)
+
+    @property
+    def attached(self) -> list[FaultDecision]:
+        return [d for d in self.decisions if d.action in (FaultAction.OPEN_CASE, FaultAction.ATTACH)]
+
+
+def is_critical(error_code: int, threshold: int) -> bool:
+    """A fault is critical when its error code exceeds the threshold (10 is not critical, 11 is)."""
+    return error_code > threshold
+
+
+def count_in_window(sorted_times: Sequence[datetime], at: datetime, window: timedelta) -> int:
+    """How many of `sorted_times` fall within [at - window, at]."""
+    return bisect_right(sorted_times, at) - bisect_left(sorted_times, at - window)
+
+
+def plan_device(
+    device_id: str,
+    faults: Iterable[Fault],
+    *,
+    earlier_fault_times: Iterable[datetime],
+    has_open_case: bool,
+    rules: FaultRules,
+) -> DevicePlan:
+    """Decide, in time order, what each of a device's new faults does.
+
+    The frequency counts every fault the device reported within the window (already recorded ones and
+    this batch's), so it is known before any text is sent. A critical fault opens a case once the count
+    reaches `min_count`; while the device has an open case, further critical faults attach to it.
+    """
+    ordered = sorted(faults, key=lambda f: (f.occurred_at, f.ref))
+    times = sorted([*earlier_fault_times, *(f.occurred_at for f in ordered)])
+    plan = DevicePlan(device_id)
+    case_open = has_open_case
+    for fault in ordered:
+        critical = is_critical(fault.error_code, rules.threshold)
+        frequency = count_in_window(times, fault.occurred_at, rules.window)
+        if not critical:
+            action = FaultAction.RECORD
+        elif case_open:
+            action = FaultAction.ATTACH
+        elif frequency >= rules.min_count:
+            action, case_open = FaultAction.OPEN_CASE, True
+        else:
+            action = FaultAction.RECORD
+        plan.decisions.append(FaultDecision(fault, action, critical, frequency))
+    return plan
+
+
+def case_title(*, error_code: int, device_id: str, product_name: str | None, message: str | None) -> str:
+    """A case title an agent can scan: what failed, where, and the device's own words."""
+    what = product_name or "Device"
+    title = f"{what} {device_id}: critical fault {error_code}"
+    if message:
+        title += f" ({message})"
+    return title[:300]

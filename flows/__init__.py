@@ -1,0 +1,1 @@
+"""Carepath's flows: each reads like the journey it implements."""

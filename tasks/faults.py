@@ -1,0 +1,226 @@
+"""The IoT fault drain: one batch of pending faults → recorded faults, cases and queued SMS, set-based.
+
+Every statement works on the whole batch (a handful of queries per batch, not per fault), so a batch of
+thousands of faults costs little more than a batch of ten. The caller owns the transaction: the inbox
+rows stay locked until it commits, so a crash leaves them pending and nothing is half-done.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import ValidationError
+from sqlalchemy import and_, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from carepath.db import unit_of_work
+from carepath.settings import get_settings
+
+from carepath.rules.faults import DevicePlan, Fault, FaultAction, FaultRules, plan_device
+from carepath.schemas import FaultIn, describe_validation_error
+from models import Consent, Contact, Device, DeviceFault, MessageChannel, Product
+from models.base import utcnow
+from tasks.cases import NewIotCase, attach_faults_to_open_cases, find_open_cases, open_iot_cases
+from tasks.inbox import ClaimedEvent, claim_pending, mark_failed, mark_processed
+from tasks.messaging import queue_fault_sms
+
+JOURNEY = "iot_fault_journey"
+
+
+@dataclass
+class DrainSummary:
+    claimed: int = 0
+    processed: int = 0
+    failed: int = 0
+    critical: int = 0
+    cases_opened: int = 0
+    faults_attached: int = 0
+    sms_queued: int = 0
+    sms_blocked: int = 0
+    errors: dict[int, str] = field(default_factory=dict)
+
+    def add(self, other: DrainSummary) -> None:
+        for name in ("claimed", "processed", "failed", "critical", "cases_opened", "faults_attached",
+                     "sms_queued", "sms_blocked"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors.update(other.errors)
+
+
+@dataclass(frozen=True)
+class DeviceOwner:
+    device_id: str
+    contact_id: int
+    account_id: int | None
+    first_name: str
+    phone: str | None
+    language: str
+    sms_consent: str | None
+    product_id: int | None
+    product_name: str | None
+    product_sku: str | None
+
+
+def parse_faults(events: list[ClaimedEvent]) -> tuple[list[Fault], dict[int, str]]:
+    """Validate each claimed payload; a bad one gets its reason and does not stop the others."""
+    faults, errors = [], {}
+    for event in events:
+        try:
+            f = FaultIn.model_validate(event.payload)
+        except ValidationError as exc:
+            errors[event.id] = describe_validation_error(exc)
+            continue
+        if f.event_id != event.event_id:
+            errors[event.id] = f"invalid fault: payload event_id {f.event_id!r} differs from the inbox's"
+            continue
+        faults.append(Fault(event.id, f.device_id, f.error_code, f.occurred_at, f.message))
+    return faults, errors
+
+
+def load_device_owners(*, session: Session, device_ids: set[str]) -> dict[str, DeviceOwner]:
+    """Each device's owner, contact details, SMS consent and product, in one query."""
+    if not device_ids:
+        return {}
+    stmt = (
+        select(
+            Device.device_id, Contact.id, Contact.account_id, Contact.first_name, Contact.phone,
+            Contact.language, Consent.status, Product.id, Product.name, Product.sku,
+        )
+        .join(Contact, Contact.id == Device.owner_contact_id)
+        .outerjoin(Product, Product.id == Device.product_id)
+        .outerjoin(Consent, and_(Consent.contact_id == Contact.id, Consent.channel == MessageChannel.SMS))
+        .where(Device.device_id.in_(device_ids))
+    )
+    return {
+        row[0]: DeviceOwner(row[0], row[1], row[2], row[3], row[4], row[5] or "en",
+                            row[6].value if row[6] else None, row[7], row[8], row[9])
+        for row in session.execute(stmt).tuples()
+    }
+
+
+def load_recent_fault_times(
+    *, session: Session, device_ids: set[str], since: datetime, until: datetime
+) -> dict[str, list[datetime]]:
+    """Times of faults already recorded for these devices within [since, until]."""
+    times: dict[str, list[datetime]] = defaultdict(list)
+    if device_ids:
+        stmt = select(DeviceFault.device_id, DeviceFault.occurred_at).where(
+            DeviceFault.device_id.in_(device_ids),
+            DeviceFault.occurred_at >= since,
+            DeviceFault.occurred_at <= until,
+        )
+        for device_id, at in session.execute(stmt).tuples():
+            times[device_id].append(at)
+    return times
+
+
+def record_faults(*, session: Session, plans: list[DevicePlan], case_ids: dict[str, int]) -> None:
+    """Keep every fault, critical or not, linked to the case it attached to."""
+    now = utcnow()
+    rows = [
+        {
+            "inbox_event_id": d.fault.ref,
+            "device_id": d.fault.device_id,
+            "error_code": d.fault.error_code,
+            "occurred_at": d.fault.occurred_at,
+            "message": d.fault.message,
+            "critical": d.critical,
+            "case_id": case_ids.get(plan.device_id) if d.action is not FaultAction.RECORD else None,
+            "recorded_at": now,
+        }
+        for plan in plans
+        for d in plan.decisions
+    ]
+    if rows:
+        session.execute(insert(DeviceFault), rows)
+
+
+def drain_fault_batch(
+    *, session: Session, rules: FaultRules, limit: int, tracking_url, sms_status_callback: str | None
+) -> DrainSummary:
+    """Claim up to `limit` faults → keep the critical ones → open or reuse cases → queue the SMS → mark done."""
+    events = claim_pending(session=session, source="iot", kind="fault", limit=limit)
+    summary = DrainSummary(claimed=len(events))
+    if not events:
+        return summary
+    faults, errors = parse_faults(events)
+    owners = load_device_owners(session=session, device_ids={f.device_id for f in faults})
+    known: dict[str, list[Fault]] = defaultdict(list)
+    for f in faults:
+        if f.device_id in owners:
+            known[f.device_id].append(f)
+        else:
+            errors[f.ref] = f"unknown device {f.device_id!r}: no such device is registered (replay once it is)"
+
+    critical_devices = {d for d, fs in known.items() if any(f.error_code > rules.threshold for f in fs)}
+    batch_times = [f.occurred_at for d in critical_devices for f in known[d]]
+    earlier = (
+        load_recent_fault_times(
+            session=session, device_ids=critical_devices,
+            since=min(batch_times) - rules.window, until=max(batch_times),
+        )
+        if batch_times else {}
+    )
+    open_cases = find_open_cases(session=session, device_ids=critical_devices)
+    plans = [
+        plan_device(d, fs, earlier_fault_times=earlier.get(d, ()), has_open_case=d in open_cases, rules=rules)
+        for d, fs in known.items()
+    ]
+
+    to_open = [p for p in plans if p.opens_case]
+    opened, raced = open_iot_cases(
+        session=session,
+        cases=[NewIotCase.from_plan(p, owners[p.device_id]) for p in to_open],
+        journey=JOURNEY,
+    )
+    open_cases.update(raced)  # another worker opened these first: attach instead
+    attached = [p for p in plans if p.attached and p.device_id not in opened]
+    attach_faults_to_open_cases(session=session, plans=attached, case_ids=open_cases)
+    case_ids = {**open_cases, **{d: c.id for d, c in opened.items()}}
+    record_faults(session=session, plans=plans, case_ids=case_ids)
+
+    queued, blocked = queue_fault_sms(
+        session=session,
+        cases=list(opened.values()),
+        owners=owners,
+        tracking_url=tracking_url,
+        status_callback=sms_status_callback,
+    )
+    mark_failed(session=session, errors=errors)
+    mark_processed(session=session, ids=[f.ref for fs in known.values() for f in fs])
+
+    summary.failed, summary.errors = len(errors), errors
+    summary.processed = summary.claimed - summary.failed
+    summary.critical = sum(d.critical for p in plans for d in p.decisions)
+    summary.cases_opened = len(opened)
+    summary.faults_attached = sum(len(p.attached) for p in plans)
+    summary.sms_queued, summary.sms_blocked = queued, blocked
+    return summary
+
+
+
+
+
+@task(name="drain-fault-batch", cache_policy=NO_CACHE)
+def drain_faults(batch_size: int, rules: FaultRules) -> DrainSummary:
+    """Turn one batch of pending faults into cases and queued SMS, in one transaction."""
+    settings = get_settings()
+    for attempt in range(1, 4):
+        try:
+            with unit_of_work() as session:
+                return drain_fault_batch(
+                    session=session,
+                    rules=rules,
+                    limit=batch_size,
+                    tracking_url=settings.tracking_url,
+                    sms_status_callback=settings.sms_status_callback_url,
+                )
+        except IntegrityError as exc:
+            # A random ticket number collided (rare): the batch rolled back whole, so simply redo it.
+            if attempt == 3 or "ticket_number" not in str(exc.orig):
+                raise
+    raise AssertionError("unreachable")
