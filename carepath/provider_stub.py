@@ -1,8 +1,8 @@
 """Local HTTP stand-in for Twilio's Messages API and SendGrid's v3 Mail Send API.
 
-It speaks both providers' wire format, so the official SDKs can be pointed at it in tests and
-benchmarks; it records every request and can be programmed to fail. Standard library only.
-Pointing the SDKs at a started ``stub``::
+It speaks both wire formats, so the official SDKs can be pointed at it in tests and benchmarks;
+it records every request and can be programmed to fail. Standard library only. The SDKs, given a
+started ``stub``::
 
     from requests.adapters import HTTPAdapter
     from twilio.http.http_client import TwilioHttpClient
@@ -33,7 +33,6 @@ import base64
 import json
 import re
 import secrets
-import socket
 import socketserver
 import threading
 import time
@@ -46,6 +45,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple, Self
 from urllib.parse import parse_qsl, urlsplit
 
+_PROVIDER_PREFIXES = (("/2010-04-01/", "twilio"), ("/v3/", "sendgrid"))
 _TWILIO_CREATE = re.compile(r"/2010-04-01/Accounts/([^/]+)/Messages\.json")
 _TWILIO_FETCH = re.compile(r"/2010-04-01/Accounts/([^/]+)/Messages/([^/]+)\.json")
 _TWILIO_MESSAGES = {
@@ -105,12 +105,6 @@ def _sendgrid_error(message: str, field: str | None = None) -> dict:
     return {"errors": [{"message": message, "field": field, "help": None}]}
 
 
-def _segments(body: str) -> int:
-    """SMS segments: GSM-7 fits 160 characters (153 per part), UCS-2 70 (67); ASCII stands in for GSM."""
-    single, part = (160, 153) if body.isascii() else (70, 67)
-    return 1 if len(body) <= single else -(-len(body) // part)
-
-
 def _sendgrid_problems(mail: Any) -> list[str]:
     """Fields of a v3 mail/send body that SendGrid would reject, as keys of _SENDGRID_RULES."""
     mail = mail if isinstance(mail, dict) else {}
@@ -118,9 +112,7 @@ def _sendgrid_problems(mail: Any) -> list[str]:
     problems = []
     if not (isinstance(people, list) and people and all(isinstance(p, dict) for p in people)):
         problems, people = ["personalizations"], []
-    elif not all(
-        p.get("to") and all(isinstance(t, dict) and t.get("email") for t in p["to"]) for p in people
-    ):
+    elif not all(isinstance(to, dict) and to.get("email") for p in people for to in p.get("to") or [None]):
         problems.append("personalizations.to")
     if not (isinstance(mail.get("from"), dict) and mail["from"].get("email")):
         problems.append("from.email")
@@ -140,21 +132,12 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], stub: ProviderStub) -> None:
         self.stub = stub
-        self.open_connections: set[socket.socket] = set()  # set.add/discard are atomic under the GIL
         super().__init__(address, _Handler)
 
     def server_bind(self) -> None:
         """Bind without HTTPServer's reverse-DNS getfqdn(), which can stall for seconds."""
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = self.server_address[:2]
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        """Serve one connection, tracked so that stop() can close it."""
-        self.open_connections.add(request)
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.open_connections.discard(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Stay quiet about clients that hung up (time-out tests do so on purpose)."""
@@ -210,6 +193,7 @@ class ProviderStub:
         self._messages: dict[str, dict] = {}  # sid -> resource, for GET .../Messages/{sid}.json
         self._programmed: dict[str, deque[_Programmed]] = {"twilio": deque(), "sendgrid": deque()}
         self._server: _Server | None = None
+        self._generation = 0  # bumped by reset(), so requests still in flight then are not recorded after it
 
     def start(self) -> Self:
         """Bind, serve in a background daemon thread, and return self."""
@@ -221,15 +205,11 @@ class ProviderStub:
         return self
 
     def stop(self) -> None:
-        """Stop serving; close the listening socket and any open keep-alive connections."""
+        """Stop serving and close the listening socket (idle keep-alive threads are daemons)."""
         server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        for conn in list(server.open_connections):
-            with suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
+        if server is not None:
+            server.shutdown()
+            server.server_close()
 
     def __enter__(self) -> Self:
         return self.start()
@@ -268,9 +248,7 @@ class ProviderStub:
     ) -> None:
         """Program the provider's next `count` answers (FIFO); a 2xx status with a delay succeeds slowly."""
         if provider not in self._programmed or count < 1:
-            raise ValueError(
-                f"need provider 'twilio' or 'sendgrid' and count >= 1, got {provider!r}, {count}"
-            )
+            raise ValueError(f"unknown provider {provider!r} or count {count} < 1")
         with self._lock:
             self._programmed[provider].extend([_Programmed(status, code, message, delay)] * count)
 
@@ -281,26 +259,17 @@ class ProviderStub:
             self._messages.clear()
             for queue in self._programmed.values():
                 queue.clear()
+            self._generation += 1
 
     # Request handling, on the server's threads. Each answer sets rec.status and rec.response.
 
-    def _answer(
-        self, method: str, target: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, bytes, dict]:
+    def _answer(self, method: str, target: str, headers: dict, body: bytes) -> tuple[int, bytes, dict]:
         """Handle one request: returns status, body bytes and extra headers."""
         path = urlsplit(target).path
-        provider = (
-            "twilio"
-            if path.startswith("/2010-04-01/")
-            else "sendgrid"
-            if path.startswith("/v3/")
-            else "unknown"
-        )
-        rec = RecordedRequest(
-            provider, method, path, headers, {}, None, 404, {"error": "not found"}, time.time()
-        )
+        provider = next((name for prefix, name in _PROVIDER_PREFIXES if path.startswith(prefix)), "unknown")
+        rec = RecordedRequest(provider, method, path, headers, {}, None, 404, None, time.time())
         with self._lock:
-            queue = self._programmed.get(provider)
+            generation, queue = self._generation, self._programmed.get(provider)
             programmed = queue.popleft() if queue else None
         if programmed and programmed.delay > 0:
             time.sleep(programmed.delay)
@@ -310,8 +279,11 @@ class ProviderStub:
             self._twilio(rec, body, failure)
         elif provider == "sendgrid" and self._sendgrid(rec, body, failure):
             extra = {"X-Message-Id": rec.response["x_message_id"]}  # SendGrid's 202 has an empty body
+        elif provider == "unknown":
+            rec.response = {"error": "not found", "path": path}
         with self._lock:  # record before answering: a client holding its response must find the record
-            self._requests.append(rec)
+            if generation == self._generation:
+                self._requests.append(rec)
         data = b"" if extra or rec.response is None else json.dumps(rec.response).encode()
         return rec.status, data, extra
 
@@ -351,23 +323,19 @@ class ProviderStub:
 
     def _twilio_create(self, form: dict[str, str], path: str) -> tuple[int, dict]:
         """Validate like Twilio and create the message resource."""
-        to, sender, service, body = (
-            form.get("To"),
-            form.get("From"),
-            form.get("MessagingServiceSid"),
-            form.get("Body", ""),
-        )
-        for code, missing in ((21604, not to), (21602, not (body or "MediaUrl" in form or "ContentSid" in form)),
-                              (21603, not (sender or service))):  # fmt: skip
-            if missing:
-                return 400, _twilio_error(400, code, _TWILIO_MESSAGES[code])
+        to, sender, body = form.get("To"), form.get("From"), form.get("Body", "")
+        service = form.get("MessagingServiceSid")
+        has_content = body or "MediaUrl" in form or "ContentSid" in form
+        missing = 21604 if not to else 21602 if not has_content else 21603 if not (sender or service) else 0
+        if missing:
+            return 400, _twilio_error(400, missing, _TWILIO_MESSAGES[missing])
         sid, now = "SM" + secrets.token_hex(16), formatdate(usegmt=True).replace("GMT", "+0000")
         uri = f"{path.removesuffix('.json')}/{sid}"
         message = {
             "account_sid": self.twilio_account_sid, "api_version": "2010-04-01", "body": body,
             "date_created": now, "date_sent": None, "date_updated": now, "direction": "outbound-api",
             "error_code": None, "error_message": None, "from": sender, "messaging_service_sid": service,
-            "num_media": "1" if "MediaUrl" in form else "0", "num_segments": str(_segments(body)),
+            "num_media": "1" if "MediaUrl" in form else "0", "num_segments": "1",
             "price": None, "price_unit": "USD", "sid": sid,
             # Twilio says "accepted" while a Messaging Service has yet to pick the sender.
             "status": "queued" if sender else "accepted", "to": to, "uri": f"{uri}.json",
@@ -410,9 +378,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--twilio-account-sid", default="ACtest")
     parser.add_argument("--twilio-auth-token", default="test-token")
     parser.add_argument("--sendgrid-api-key", default="SG.test-key")
-    args = parser.parse_args(argv)
-    credentials = {"twilio_account_sid": args.twilio_account_sid, "twilio_auth_token": args.twilio_auth_token}
-    with ProviderStub(args.host, args.port, sendgrid_api_key=args.sendgrid_api_key, **credentials) as stub:
+    with ProviderStub(**vars(parser.parse_args(argv))) as stub:  # option names match the keywords
         print(stub.base_url, flush=True)
         with suppress(KeyboardInterrupt):
             threading.Event().wait()

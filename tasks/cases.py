@@ -77,7 +77,7 @@ def find_open_cases(*, session: Session, device_ids: Iterable[str]) -> dict[str,
     if not device_ids:
         return {}
     stmt = select(Case.device_id, Case.id).where(Case.status == CaseStatus.ACTIVE, Case.device_id.in_(device_ids))
-    return dict(session.execute(stmt).tuples())
+    return {k: v for k, v in session.execute(stmt).tuples()}
 
 
 def load_entitlement_terms(

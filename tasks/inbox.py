@@ -47,13 +47,10 @@ def store_events(
     missing = {r["event_id"] for r in rows} - created.keys()
     existing: dict[str, int] = {}
     if missing:
-        existing = dict(
-            session.execute(
-                select(InboxEvent.event_id, InboxEvent.id).where(
-                    InboxEvent.source == source, InboxEvent.event_id.in_(missing)
-                )
-            ).tuples()
+        stmt = select(InboxEvent.event_id, InboxEvent.id).where(
+            InboxEvent.source == source, InboxEvent.event_id.in_(missing)
         )
+        existing = {k: v for k, v in session.execute(stmt).tuples()}
     out, seen = [], set()
     for row in rows:
         eid = row["event_id"]

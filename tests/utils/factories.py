@@ -1,0 +1,94 @@
+"""Small factories for arranging tests; each flushes so ids exist, and never commits."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from models import (
+    Account,
+    Consent,
+    ConsentStatus,
+    Contact,
+    Device,
+    Entitlement,
+    MessageChannel,
+    Product,
+    Tier,
+)
+
+_seq = itertools.count(1)
+
+
+def make_account(session: Session, *, tier: Tier = Tier.GOLD, domain: str | None = None) -> Account:
+    n = next(_seq)
+    account = Account(name=f"Account {n}", account_number=f"T-{n:05d}", tier=tier,
+                      email_domains=[domain or f"account{n}.example"])
+    session.add(account)
+    session.flush()
+    return account
+
+
+def make_contact(
+    session: Session,
+    *,
+    account: Account | None = None,
+    phone: str | None = "+306912345678",
+    sms_consent: ConsentStatus | None = ConsentStatus.OPTED_IN,
+    language: str = "en",
+    first_name: str = "Eleni",
+) -> Contact:
+    n = next(_seq)
+    account = account or make_account(session)
+    contact = Contact(first_name=first_name, last_name=f"Tester{n}", email=f"person{n}@{account.email_domains[0]}",
+                      phone=phone, language=language, account_id=account.id)
+    session.add(contact)
+    session.flush()
+    if sms_consent is not None:
+        session.add(Consent(contact_id=contact.id, channel=MessageChannel.SMS, status=sms_consent, source="test"))
+        session.flush()
+    return contact
+
+
+def make_device(session: Session, *, owner: Contact | None = None, device_id: str | None = None,
+                product: Product | None = None) -> Device:
+    n = next(_seq)
+    owner = owner or make_contact(session)
+    device = Device(device_id=device_id or f"DEV-T{n:06d}", owner_contact_id=owner.id,
+                    product_id=product.id if product else None)
+    session.add(device)
+    session.flush()
+    return device
+
+
+def make_product(session: Session, *, sku: str = "THERMO-X", name: str = "Thermostat X") -> Product:
+    product = Product(sku=sku, name=name)
+    session.add(product)
+    session.flush()
+    return product
+
+
+def make_entitlement(session: Session, *, account: Account, allocation: int = 15,
+                     channels: list[str] | None = None) -> Entitlement:
+    year = datetime.now(UTC).year
+    ent = Entitlement(name=f"Support {account.name}", account_id=account.id, starts_on=date(year, 1, 1),
+                      ends_on=date(year, 12, 31), allocation=allocation, remaining=allocation,
+                      channels=channels if channels is not None else ["iot", "email", "phone"])
+    session.add(ent)
+    session.flush()
+    return ent
+
+
+def fault_event(device_id: str, error_code: Any, *, event_id: str | None = None,
+                occurred_at: datetime | None = None, message: str | None = None) -> dict[str, Any]:
+    n = next(_seq)
+    return {
+        "event_id": event_id or f"evt-{n}",
+        "device_id": device_id,
+        "error_code": error_code,
+        "occurred_at": (occurred_at or datetime.now(UTC)).isoformat(),
+        **({"message": message} if message else {}),
+    }
