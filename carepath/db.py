@@ -18,7 +18,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
+        def _sqlite_pragmas(dbapi_conn, _record):
             # WAL lets readers work beside the writer; foreign keys are off in SQLite unless asked.
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
@@ -29,7 +29,7 @@ def make_engine(url: str) -> Engine:
             dbapi_conn.isolation_level = None
 
         @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn):  # noqa: ANN001
+        def _sqlite_begin(conn):
             # IMMEDIATE takes the write lock up front, so two drains never deadlock on upgrade.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -62,7 +62,7 @@ def unit_of_work() -> Iterator[Session]:
         yield session
 
 
-def dialect_insert(session: Session, table):  # noqa: ANN001, ANN201
+def dialect_insert(session: Session, table):
     """An INSERT that supports ON CONFLICT on both SQLite and PostgreSQL."""
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert

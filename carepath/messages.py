@@ -23,7 +23,7 @@ def _environment() -> Environment:
 
 
 @lru_cache(maxsize=256)
-def _template(kind: str, name: str, language: str):  # noqa: ANN202
+def _template(kind: str, name: str, language: str):
     env = _environment()
     base = (language or DEFAULT_LANGUAGE).split("-")[0].lower()
     for lang in (base, DEFAULT_LANGUAGE):

@@ -26,7 +26,9 @@ class Settings(BaseSettings):
 
     # IoT fault journey rules
     fault_critical_threshold: int = Field(default=10, description="A fault is critical above this code.")
-    fault_window_minutes: int = Field(default=60, description="Window in which a device's faults are counted.")
+    fault_window_minutes: int = Field(
+        default=60, description="Window in which a device's faults are counted."
+    )
     fault_min_count: int = Field(default=1, ge=1, description="Faults needed in the window to open a case.")
     fault_batch_size: int = Field(default=5000, ge=1, le=50_000)
 
@@ -34,13 +36,17 @@ class Settings(BaseSettings):
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None
     twilio_from_number: str = "+15005550006"
-    twilio_base_url: str | None = Field(default=None, description="Override of https://api.twilio.com (stubs).")
+    twilio_base_url: str | None = Field(
+        default=None, description="Override of https://api.twilio.com (stubs)."
+    )
     sms_status_callback_path: str = "/webhooks/twilio/status"
 
     # SendGrid (email). Without an API key the local channel is used.
     sendgrid_api_key: SecretStr | None = None
     sendgrid_from_email: str = "support@carepath.example"
-    sendgrid_host: str | None = Field(default=None, description="Override of https://api.sendgrid.com (stubs).")
+    sendgrid_host: str | None = Field(
+        default=None, description="Override of https://api.sendgrid.com (stubs)."
+    )
 
     # Sending
     send_max_attempts: int = Field(default=4, ge=1, description="Attempts for a transient provider error.")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import Field
-from typing_extensions import Annotated
 
 from carepath.rules.faults import FaultRules
 from carepath.settings import get_settings
@@ -38,7 +38,9 @@ def iot_fault_journey(
     drained = DrainSummary()
     batches = 0
     while max_batches is None or batches < max_batches:
-        batch = drain_faults(batch_size, rules)  # claim → keep critical → open or reuse case → queue SMS → mark
+        batch = drain_faults(
+            batch_size, rules
+        )  # claim → keep critical → open or reuse case → queue SMS → mark
         drained.add(batch)
         batches += 1
         if batch.claimed < batch_size:

@@ -53,5 +53,3 @@ class WebhookRejection(Base):
     remote_addr: Mapped[str | None] = mapped_column(String(64))
     body_excerpt: Mapped[str | None] = mapped_column(String(500))
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-

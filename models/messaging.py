@@ -30,7 +30,9 @@ class Message(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
     channel: Mapped[MessageChannel] = mapped_column(str_enum(MessageChannel, "message_channel"))
-    case_id: Mapped[int | None] = mapped_column(ForeignKey("support_case.id", ondelete="SET NULL"), index=True)
+    case_id: Mapped[int | None] = mapped_column(
+        ForeignKey("support_case.id", ondelete="SET NULL"), index=True
+    )
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id", ondelete="SET NULL"), index=True)
     journey_step: Mapped[str] = mapped_column(String(64))
     to_address: Mapped[str | None] = mapped_column(String(254))

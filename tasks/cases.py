@@ -51,7 +51,10 @@ class NewIotCase:
             product_sku=owner.product_sku,
             error_code=f.error_code,
             title=case_title(
-                error_code=f.error_code, device_id=f.device_id, product_name=owner.product_name, message=f.message
+                error_code=f.error_code,
+                device_id=f.device_id,
+                product_name=owner.product_name,
+                message=f.message,
             ),
             description=f.message,
             first_fault_at=f.occurred_at,
@@ -76,7 +79,9 @@ def find_open_cases(*, session: Session, device_ids: Iterable[str]) -> dict[str,
     device_ids = list(device_ids)
     if not device_ids:
         return {}
-    stmt = select(Case.device_id, Case.id).where(Case.status == CaseStatus.ACTIVE, Case.device_id.in_(device_ids))
+    stmt = select(Case.device_id, Case.id).where(
+        Case.status == CaseStatus.ACTIVE, Case.device_id.in_(device_ids)
+    )
     return {k: v for k, v in session.execute(stmt).tuples()}
 
 
@@ -95,7 +100,9 @@ def load_entitlement_terms(
         or_(Entitlement.account_id.in_(account_ids), Entitlement.contact_id.in_(contact_ids)),
     )
     for e in session.scalars(stmt):
-        terms = EntitlementTerms(e.id, e.starts_on, e.ends_on, e.remaining, tuple(e.channels), tuple(e.product_ids))
+        terms = EntitlementTerms(
+            e.id, e.starts_on, e.ends_on, e.remaining, tuple(e.channels), tuple(e.product_ids)
+        )
         if e.account_id is not None:
             by_account.setdefault(e.account_id, []).append(terms)
         if e.contact_id is not None:
@@ -124,29 +131,33 @@ def open_iot_cases(
     rows = []
     for c in cases:
         candidates = by_account.get(c.account_id, []) + by_contact.get(c.contact_id, [])
-        chosen = choose_entitlement(candidates, channel=Channel.IOT.value, product_sku=c.product_sku, on=today)
-        rows.append({
-            "ticket_number": new_ticket_number(),
-            "tracking_token": new_tracking_token(),
-            "title": c.title,
-            "description": c.description,
-            "account_id": c.account_id,
-            "contact_id": c.contact_id,
-            "product_id": c.product_id,
-            "device_id": c.device_id,
-            "error_code": c.error_code,
-            "priority": Priority.CRITICAL,
-            "origin": Channel.IOT,
-            "status": CaseStatus.ACTIVE,
-            "status_reason": "in_progress",
-            "entitlement_id": chosen.id if chosen else None,
-            "fault_occurrences": c.occurrences,
-            "fault_frequency": c.frequency,
-            "first_fault_at": c.first_fault_at,
-            "last_fault_at": c.last_fault_at,
-            "created_at": now,
-            "updated_at": now,
-        })
+        chosen = choose_entitlement(
+            candidates, channel=Channel.IOT.value, product_sku=c.product_sku, on=today
+        )
+        rows.append(
+            {
+                "ticket_number": new_ticket_number(),
+                "tracking_token": new_tracking_token(),
+                "title": c.title,
+                "description": c.description,
+                "account_id": c.account_id,
+                "contact_id": c.contact_id,
+                "product_id": c.product_id,
+                "device_id": c.device_id,
+                "error_code": c.error_code,
+                "priority": Priority.CRITICAL,
+                "origin": Channel.IOT,
+                "status": CaseStatus.ACTIVE,
+                "status_reason": "in_progress",
+                "entitlement_id": chosen.id if chosen else None,
+                "fault_occurrences": c.occurrences,
+                "fault_frequency": c.frequency,
+                "first_fault_at": c.first_fault_at,
+                "last_fault_at": c.last_fault_at,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
     stmt = (
         dialect_insert(session, Case)
         .on_conflict_do_nothing(index_elements=["device_id"], index_where=text("status = 'active'"))
@@ -154,16 +165,27 @@ def open_iot_cases(
     )
     by_device = {c.device_id: c for c in cases}
     opened = {
-        r.device_id: OpenedCase(r.id, r.ticket_number, r.tracking_token, r.device_id,
-                                by_device[r.device_id].contact_id, by_device[r.device_id].error_code)
+        r.device_id: OpenedCase(
+            r.id,
+            r.ticket_number,
+            r.tracking_token,
+            r.device_id,
+            by_device[r.device_id].contact_id,
+            by_device[r.device_id].error_code,
+        )
         for r in session.execute(stmt, rows)
     }
     raced = find_open_cases(session=session, device_ids=by_device.keys() - opened.keys())
     record_status_changes(
         session=session,
         changes=[
-            {"case_id": o.id, "from_status": None, "to_status": CaseStatus.ACTIVE, "status_reason": "in_progress",
-             "note": f"Opened from critical fault {o.error_code} on {o.device_id}"}
+            {
+                "case_id": o.id,
+                "from_status": None,
+                "to_status": CaseStatus.ACTIVE,
+                "status_reason": "in_progress",
+                "note": f"Opened from critical fault {o.error_code} on {o.device_id}",
+            }
             for o in opened.values()
         ],
         source=journey,
@@ -171,18 +193,22 @@ def open_iot_cases(
     return opened, raced
 
 
-def attach_faults_to_open_cases(*, session: Session, plans: list[DevicePlan], case_ids: dict[str, int]) -> None:
+def attach_faults_to_open_cases(
+    *, session: Session, plans: list[DevicePlan], case_ids: dict[str, int]
+) -> None:
     """Count repeat faults on the device's open case (occurrences, last seen, frequency); no new case."""
     params = []
     for p in plans:
         attached = p.attached
         if attached and p.device_id in case_ids:
-            params.append({
-                "b_id": case_ids[p.device_id],
-                "b_n": len(attached),
-                "b_last": max(d.fault.occurred_at for d in attached),
-                "b_freq": attached[-1].frequency,
-            })
+            params.append(
+                {
+                    "b_id": case_ids[p.device_id],
+                    "b_n": len(attached),
+                    "b_last": max(d.fault.occurred_at for d in attached),
+                    "b_freq": attached[-1].frequency,
+                }
+            )
     if not params:
         return
     t = Case.__table__

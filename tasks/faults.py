@@ -19,10 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from carepath.db import unit_of_work
-from carepath.settings import get_settings
-
 from carepath.rules.faults import DevicePlan, Fault, FaultAction, FaultRules, plan_device
 from carepath.schemas import FaultIn, describe_validation_error
+from carepath.settings import get_settings
 from models import Consent, Contact, Device, DeviceFault, MessageChannel, Product
 from models.base import utcnow
 from tasks.cases import NewIotCase, attach_faults_to_open_cases, find_open_cases, open_iot_cases
@@ -45,8 +44,16 @@ class DrainSummary:
     errors: dict[int, str] = field(default_factory=dict)
 
     def add(self, other: DrainSummary) -> None:
-        for name in ("claimed", "processed", "failed", "critical", "cases_opened", "faults_attached",
-                     "sms_queued", "sms_blocked"):
+        for name in (
+            "claimed",
+            "processed",
+            "failed",
+            "critical",
+            "cases_opened",
+            "faults_attached",
+            "sms_queued",
+            "sms_blocked",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.update(other.errors)
 
@@ -87,8 +94,16 @@ def load_device_owners(*, session: Session, device_ids: set[str]) -> dict[str, D
         return {}
     stmt = (
         select(
-            Device.device_id, Contact.id, Contact.account_id, Contact.first_name, Contact.phone,
-            Contact.language, Consent.status, Product.id, Product.name, Product.sku,
+            Device.device_id,
+            Contact.id,
+            Contact.account_id,
+            Contact.first_name,
+            Contact.phone,
+            Contact.language,
+            Consent.status,
+            Product.id,
+            Product.name,
+            Product.sku,
         )
         .join(Contact, Contact.id == Device.owner_contact_id)
         .outerjoin(Product, Product.id == Device.product_id)
@@ -96,8 +111,18 @@ def load_device_owners(*, session: Session, device_ids: set[str]) -> dict[str, D
         .where(Device.device_id.in_(device_ids))
     )
     return {
-        row[0]: DeviceOwner(row[0], row[1], row[2], row[3], row[4], row[5] or "en",
-                            row[6].value if row[6] else None, row[7], row[8], row[9])
+        row[0]: DeviceOwner(
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            row[5] or "en",
+            row[6].value if row[6] else None,
+            row[7],
+            row[8],
+            row[9],
+        )
         for row in session.execute(stmt).tuples()
     }
 
@@ -154,16 +179,21 @@ def drain_fault_batch(
         if f.device_id in owners:
             known[f.device_id].append(f)
         else:
-            errors[f.ref] = f"unknown device {f.device_id!r}: no such device is registered (replay once it is)"
+            errors[f.ref] = (
+                f"unknown device {f.device_id!r}: no such device is registered (replay once it is)"
+            )
 
     critical_devices = {d for d, fs in known.items() if any(f.error_code > rules.threshold for f in fs)}
     batch_times = [f.occurred_at for d in critical_devices for f in known[d]]
     earlier = (
         load_recent_fault_times(
-            session=session, device_ids=critical_devices,
-            since=min(batch_times) - rules.window, until=max(batch_times),
+            session=session,
+            device_ids=critical_devices,
+            since=min(batch_times) - rules.window,
+            until=max(batch_times),
         )
-        if batch_times else {}
+        if batch_times
+        else {}
     )
     open_cases = find_open_cases(session=session, device_ids=critical_devices)
     plans = [
@@ -200,9 +230,6 @@ def drain_fault_batch(
     summary.faults_attached = sum(len(p.attached) for p in plans)
     summary.sms_queued, summary.sms_blocked = queued, blocked
     return summary
-
-
-
 
 
 @task(name="drain-fault-batch", cache_policy=NO_CACHE)

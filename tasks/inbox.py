@@ -83,7 +83,10 @@ def mark_processed(*, session: Session, ids: Iterable[int]) -> None:
             update(InboxEvent)
             .where(InboxEvent.id.in_(ids))
             .values(
-                state=InboxState.PROCESSED, processed_at=utcnow(), error=None, attempts=InboxEvent.attempts + 1
+                state=InboxState.PROCESSED,
+                processed_at=utcnow(),
+                error=None,
+                attempts=InboxEvent.attempts + 1,
             )
         )
 
@@ -101,7 +104,9 @@ def mark_failed(*, session: Session, errors: Mapping[int, str]) -> None:
         )
 
 
-def replay_failed(*, session: Session, source: str, kind: str | None = None, ids: Iterable[int] | None = None) -> int:
+def replay_failed(
+    *, session: Session, source: str, kind: str | None = None, ids: Iterable[int] | None = None
+) -> int:
     """Put failed events back to pending (after the cause was fixed); returns how many."""
     stmt = update(InboxEvent).where(InboxEvent.state == InboxState.FAILED, InboxEvent.source == source)
     if kind:

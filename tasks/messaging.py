@@ -30,9 +30,9 @@ from carepath.channels import (
     sms_sender_from_settings,
 )
 from carepath.db import dialect_insert, unit_of_work
-from carepath.settings import get_settings
 from carepath.messages import render_fault_sms
 from carepath.rules.messaging import TWILIO_OPT_OUT_CODE, sms_block_reason
+from carepath.settings import get_settings
 from models import Consent, ConsentStatus, DeliveryEvent, Message, MessageChannel, MessageStatus
 from models.base import utcnow
 
@@ -64,29 +64,33 @@ def queue_fault_sms(
     for c in cases:
         owner = owners[c.device_id]
         blocked = sms_block_reason(phone=owner.phone, consent=owner.sms_consent)
-        rows.append({
-            "idempotency_key": idempotency_key(c.id, FAULT_SMS_STEP),
-            "channel": MessageChannel.SMS,
-            "case_id": c.id,
-            "contact_id": owner.contact_id,
-            "journey_step": FAULT_SMS_STEP,
-            "to_address": owner.phone,
-            "body": render_fault_sms(
-                language=owner.language,
-                first_name=owner.first_name,
-                device_id=c.device_id,
-                error_code=c.error_code,
-                ticket_number=c.ticket_number,
-                tracking_url=tracking_url(c.ticket_number, c.tracking_token),
-            ),
-            "template": "sms/iot_fault_case_opened",
-            "status": MessageStatus.BLOCKED if blocked else MessageStatus.QUEUED,
-            "status_reason": blocked,
-            "attempts": 0,
-            "created_at": now,
-            "updated_at": now,
-        })
-    session.execute(dialect_insert(session, Message).on_conflict_do_nothing(index_elements=["idempotency_key"]), rows)
+        rows.append(
+            {
+                "idempotency_key": idempotency_key(c.id, FAULT_SMS_STEP),
+                "channel": MessageChannel.SMS,
+                "case_id": c.id,
+                "contact_id": owner.contact_id,
+                "journey_step": FAULT_SMS_STEP,
+                "to_address": owner.phone,
+                "body": render_fault_sms(
+                    language=owner.language,
+                    first_name=owner.first_name,
+                    device_id=c.device_id,
+                    error_code=c.error_code,
+                    ticket_number=c.ticket_number,
+                    tracking_url=tracking_url(c.ticket_number, c.tracking_token),
+                ),
+                "template": "sms/iot_fault_case_opened",
+                "status": MessageStatus.BLOCKED if blocked else MessageStatus.QUEUED,
+                "status_reason": blocked,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    session.execute(
+        dialect_insert(session, Message).on_conflict_do_nothing(index_elements=["idempotency_key"]), rows
+    )
     blocked_count = sum(r["status"] is MessageStatus.BLOCKED for r in rows)
     return len(rows) - blocked_count, blocked_count
 
@@ -119,7 +123,9 @@ class SendSummary:
     failures: dict[int, str] = field(default_factory=dict)
 
 
-def claim_queued_messages(*, session: Session, limit: int, channel: MessageChannel | None = None) -> list[ClaimedMessage]:
+def claim_queued_messages(
+    *, session: Session, limit: int, channel: MessageChannel | None = None
+) -> list[ClaimedMessage]:
     """Flip up to `limit` queued messages to `sending` and return them; other workers skip them."""
     ids = select(Message.id).where(Message.status == MessageStatus.QUEUED)
     if channel is not None:
@@ -130,8 +136,16 @@ def claim_queued_messages(*, session: Session, limit: int, channel: MessageChann
         update(Message)
         .where(Message.id.in_(ids.scalar_subquery()), Message.status == MessageStatus.QUEUED)
         .values(status=MessageStatus.SENDING, sending_at=now, updated_at=now)
-        .returning(Message.id, Message.channel, Message.to_address, Message.subject, Message.body,
-                   Message.idempotency_key, Message.contact_id, Message.case_id)
+        .returning(
+            Message.id,
+            Message.channel,
+            Message.to_address,
+            Message.subject,
+            Message.body,
+            Message.idempotency_key,
+            Message.contact_id,
+            Message.case_id,
+        )
     )
     rows = session.execute(stmt, execution_options={"synchronize_session": False}).tuples()
     return sorted((ClaimedMessage(*r) for r in rows), key=lambda m: m.id)
@@ -186,8 +200,12 @@ def deliver(
 
     def one(m: ClaimedMessage) -> Outcome:
         return deliver_one(
-            m, sms_sender=sms_sender, email_sender=email_sender, status_callback=status_callback,
-            max_attempts=max_attempts, backoff_seconds=backoff_seconds,
+            m,
+            sms_sender=sms_sender,
+            email_sender=email_sender,
+            status_callback=status_callback,
+            max_attempts=max_attempts,
+            backoff_seconds=backoff_seconds,
         )
 
     if concurrency <= 1 or len(messages) <= 1:
@@ -205,31 +223,73 @@ def record_outcomes(*, session: Session, outcomes: list[Outcome]) -> SendSummary
         m = o.message
         if o.result is not None:
             summary.sent += 1
-            updates.append({"id": m.id, "status": MessageStatus.SENT, "provider": o.result.provider,
-                            "provider_message_id": o.result.provider_message_id, "sent_at": now,
-                            "attempts": o.attempts, "updated_at": now, "error_code": None, "status_reason": None})
-            events.append({"message_id": m.id, "status": "sent", "error_code": None, "reason": None,
-                           "payload": {"provider": o.result.provider, "attempts": o.attempts}, "occurred_at": now})
+            updates.append(
+                {
+                    "id": m.id,
+                    "status": MessageStatus.SENT,
+                    "provider": o.result.provider,
+                    "provider_message_id": o.result.provider_message_id,
+                    "sent_at": now,
+                    "attempts": o.attempts,
+                    "updated_at": now,
+                    "error_code": None,
+                    "status_reason": None,
+                }
+            )
+            events.append(
+                {
+                    "message_id": m.id,
+                    "status": "sent",
+                    "error_code": None,
+                    "reason": None,
+                    "payload": {"provider": o.result.provider, "attempts": o.attempts},
+                    "occurred_at": now,
+                }
+            )
         else:
             err = o.error
             assert err is not None
             summary.failed += 1
             summary.failures[m.id] = err.reason
             code = str(err.code) if err.code is not None else None
-            updates.append({"id": m.id, "status": MessageStatus.FAILED, "provider": err.provider,
-                            "error_code": code, "status_reason": err.reason[:500], "attempts": o.attempts,
-                            "updated_at": now})
-            events.append({"message_id": m.id, "status": "failed", "error_code": code, "reason": err.reason,
-                           "payload": {"provider": err.provider, "http_status": err.http_status,
-                                       "attempts": o.attempts}, "occurred_at": now})
+            updates.append(
+                {
+                    "id": m.id,
+                    "status": MessageStatus.FAILED,
+                    "provider": err.provider,
+                    "error_code": code,
+                    "status_reason": err.reason[:500],
+                    "attempts": o.attempts,
+                    "updated_at": now,
+                }
+            )
+            events.append(
+                {
+                    "message_id": m.id,
+                    "status": "failed",
+                    "error_code": code,
+                    "reason": err.reason,
+                    "payload": {
+                        "provider": err.provider,
+                        "http_status": err.http_status,
+                        "attempts": o.attempts,
+                    },
+                    "occurred_at": now,
+                }
+            )
             if err.code == TWILIO_OPT_OUT_CODE and m.contact_id is not None:
                 opted_out.add(m.contact_id)
     if updates:
         session.execute(update(Message), updates)
         session.execute(insert(DeliveryEvent), events)
     for contact_id in opted_out:
-        set_consent(session=session, contact_id=contact_id, channel=MessageChannel.SMS,
-                    status=ConsentStatus.OPTED_OUT, source=f"twilio:{TWILIO_OPT_OUT_CODE}")
+        set_consent(
+            session=session,
+            contact_id=contact_id,
+            channel=MessageChannel.SMS,
+            status=ConsentStatus.OPTED_OUT,
+            source=f"twilio:{TWILIO_OPT_OUT_CODE}",
+        )
     return summary
 
 
@@ -242,7 +302,11 @@ def set_consent(
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=["contact_id", "channel"],
-        set_={"status": stmt.excluded.status, "source": stmt.excluded.source, "changed_at": stmt.excluded.changed_at},
+        set_={
+            "status": stmt.excluded.status,
+            "source": stmt.excluded.source,
+            "changed_at": stmt.excluded.changed_at,
+        },
     )
     session.execute(stmt)
 
@@ -254,8 +318,11 @@ def fail_stale_sending(*, session: Session, older_than: timedelta) -> int:
     return session.execute(
         update(Message)
         .where(and_(Message.status == MessageStatus.SENDING, Message.sending_at < cutoff))
-        .values(status=MessageStatus.FAILED, status_reason="outcome unknown: the sender stopped mid-send; "
-                "not resent to avoid a duplicate", updated_at=utcnow()),
+        .values(
+            status=MessageStatus.FAILED,
+            status_reason="outcome unknown: the sender stopped mid-send; not resent to avoid a duplicate",
+            updated_at=utcnow(),
+        ),
         execution_options={"synchronize_session": False},
     ).rowcount
 

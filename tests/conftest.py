@@ -20,6 +20,7 @@ for _key in [k for k in os.environ if k.startswith(("CAREPATH_", "TWILIO_", "SEN
     if _key not in ("CAREPATH_TEST_DB", "CAREPATH_TEST_POSTGRES_URL"):
         del os.environ[_key]
 os.environ.setdefault("CAREPATH_SEND_BACKOFF_SECONDS", "0.01")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("CAREPATH_PUBLIC_BASE_URL", "https://care.example.test")
 
 
@@ -38,7 +39,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture()
-def engine(database_url: str):  # noqa: ANN201
+def engine(database_url: str):
     """The application's engine on a database emptied for this test."""
     eng = db.get_engine()
     empty_all_tables(eng)
@@ -46,7 +47,7 @@ def engine(database_url: str):  # noqa: ANN201
 
 
 @pytest.fixture()
-def session(engine) -> Iterator[Session]:  # noqa: ANN001
+def session(engine) -> Iterator[Session]:
     """A session for arranging and asserting; commit what the code under test must see."""
     with db.get_sessionmaker()() as s:
         yield s
@@ -62,7 +63,7 @@ def prefect_server() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def provider_stub_server():  # noqa: ANN201
+def provider_stub_server():
     from carepath.provider_stub import ProviderStub
 
     with ProviderStub() as stub:
@@ -70,7 +71,7 @@ def provider_stub_server():  # noqa: ANN201
 
 
 @pytest.fixture()
-def providers(provider_stub_server, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN001, ANN201
+def providers(provider_stub_server, monkeypatch: pytest.MonkeyPatch):
     """Point the real Twilio and SendGrid SDKs at the local stub for this test."""
     stub = provider_stub_server
     stub.reset()
@@ -88,5 +89,5 @@ def providers(provider_stub_server, monkeypatch: pytest.MonkeyPatch):  # noqa: A
 
 
 @pytest.fixture()
-def settings():  # noqa: ANN201
+def settings():
     return get_settings()

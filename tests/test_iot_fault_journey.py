@@ -39,19 +39,19 @@ from tests.utils.factories import (
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
-def ingest(session, *events):  # noqa: ANN001, ANN201
+def ingest(session, *events):
     stored = store_fault_events(session=session, events=list(events))
     session.commit()
     return stored
 
 
-def run_journey(**params):  # noqa: ANN003, ANN201
+def run_journey(**params):
     state = iot_fault_journey(return_state=True, **params)
     assert state.is_completed(), state
     return state.result()
 
 
-def test_threshold_boundary_10_is_not_critical_11_is(session, providers) -> None:  # noqa: ANN001
+def test_threshold_boundary_10_is_not_critical_11_is(session, providers) -> None:
     d10, d11 = make_device(session), make_device(session)
     ingest(session, fault_event(d10.device_id, 10), fault_event(d11.device_id, 11))
 
@@ -68,7 +68,9 @@ def test_threshold_boundary_10_is_not_critical_11_is(session, providers) -> None
     assert states == [InboxState.PROCESSED, InboxState.PROCESSED]
 
 
-def test_case_is_mapped_from_the_fault_and_sms_carries_ticket_and_tracking_link(session, providers, settings) -> None:  # noqa: ANN001, E501
+def test_case_is_mapped_from_the_fault_and_sms_carries_ticket_and_tracking_link(
+    session, providers, settings
+) -> None:
     product = make_product(session, sku="BOILER-7", name="Boiler controller")
     account = make_account(session)
     owner = make_contact(session, account=account, phone="+306912345678", language="el", first_name="Ελένη")
@@ -83,14 +85,21 @@ def test_case_is_mapped_from_the_fault_and_sms_carries_ticket_and_tracking_link(
     assert re.fullmatch(r"CAS-[0-9A-Z]{5}-[0-9A-Z]{5}", case.ticket_number)
     assert case.title == f"Boiler controller {device.device_id}: critical fault 14 (Boiler pressure low)"
     assert (case.device_id, case.error_code, case.priority, case.origin, case.status) == (
-        device.device_id, 14, Priority.CRITICAL, Channel.IOT, CaseStatus.ACTIVE)
+        device.device_id,
+        14,
+        Priority.CRITICAL,
+        Channel.IOT,
+        CaseStatus.ACTIVE,
+    )
     assert (case.contact_id, case.account_id, case.product_id) == (owner.id, account.id, product.id)
     assert case.entitlement_id == entitlement.id
     assert case.fault_occurrences == 1 and case.fault_frequency == 1
     assert case.first_fault_at == occurred
     assert len(case.tracking_token) >= 32
     history = session.scalars(select(CaseStatusChange).where(CaseStatusChange.case_id == case.id)).all()
-    assert [(h.from_status, h.to_status, h.source) for h in history] == [(None, CaseStatus.ACTIVE, "iot_fault_journey")]
+    assert [(h.from_status, h.to_status, h.source) for h in history] == [
+        (None, CaseStatus.ACTIVE, "iot_fault_journey")
+    ]
 
     [sms] = providers.twilio_messages()
     assert sms.path == "/2010-04-01/Accounts/ACtest/Messages.json"
@@ -108,10 +117,13 @@ def test_case_is_mapped_from_the_fault_and_sms_carries_ticket_and_tracking_link(
     assert message.idempotency_key == f"case:{case.id}:iot_fault_sms"
 
 
-def test_repeat_faults_attach_to_the_open_case_and_send_one_sms(session, providers) -> None:  # noqa: ANN001
+def test_repeat_faults_attach_to_the_open_case_and_send_one_sms(session, providers) -> None:
     device = make_device(session)
     t0 = datetime.now(UTC) - timedelta(minutes=30)
-    ingest(session, *[fault_event(device.device_id, 14, occurred_at=t0 + timedelta(minutes=m)) for m in (0, 10, 20)])
+    ingest(
+        session,
+        *[fault_event(device.device_id, 14, occurred_at=t0 + timedelta(minutes=m)) for m in (0, 10, 20)],
+    )
     run_journey()
     ingest(session, fault_event(device.device_id, 15, occurred_at=t0 + timedelta(minutes=25)))
     run_journey()
@@ -121,12 +133,15 @@ def test_repeat_faults_attach_to_the_open_case_and_send_one_sms(session, provide
     assert case.fault_occurrences == 4
     assert case.fault_frequency == 4
     assert case.last_fault_at == (t0 + timedelta(minutes=25)).replace(microsecond=(t0.microsecond))
-    assert session.scalar(select(func.count()).select_from(DeviceFault).where(DeviceFault.case_id == case.id)) == 4
+    assert (
+        session.scalar(select(func.count()).select_from(DeviceFault).where(DeviceFault.case_id == case.id))
+        == 4
+    )
     assert len(providers.twilio_messages()) == 1
     assert session.scalar(select(func.count()).select_from(Message)) == 1
 
 
-def test_minimum_frequency_holds_the_case_back(session, providers, monkeypatch) -> None:  # noqa: ANN001
+def test_minimum_frequency_holds_the_case_back(session, providers, monkeypatch) -> None:
     device = make_device(session)
     t0 = datetime.now(UTC) - timedelta(minutes=10)
     ingest(session, fault_event(device.device_id, 20, occurred_at=t0))
@@ -139,7 +154,7 @@ def test_minimum_frequency_holds_the_case_back(session, providers, monkeypatch) 
     assert len(providers.twilio_messages()) == 1
 
 
-def test_no_consent_blocks_the_sms_with_a_reason(session, providers) -> None:  # noqa: ANN001
+def test_no_consent_blocks_the_sms_with_a_reason(session, providers) -> None:
     no_consent = make_device(session, owner=make_contact(session, sms_consent=None))
     opted_out = make_device(session, owner=make_contact(session, sms_consent=ConsentStatus.OPTED_OUT))
     ingest(session, fault_event(no_consent.device_id, 17), fault_event(opted_out.device_id, 17))
@@ -154,7 +169,7 @@ def test_no_consent_blocks_the_sms_with_a_reason(session, providers) -> None:  #
     assert providers.twilio_messages() == []
 
 
-def test_phone_that_is_not_e164_is_blocked_before_any_request(session, providers) -> None:  # noqa: ANN001
+def test_phone_that_is_not_e164_is_blocked_before_any_request(session, providers) -> None:
     device = make_device(session, owner=make_contact(session, phone="+3912"))
     ingest(session, fault_event(device.device_id, 11))
     run_journey()
@@ -164,7 +179,7 @@ def test_phone_that_is_not_e164_is_blocked_before_any_request(session, providers
     assert providers.requests == []
 
 
-def test_number_the_provider_rejects_fails_with_code_and_reason(session, providers) -> None:  # noqa: ANN001
+def test_number_the_provider_rejects_fails_with_code_and_reason(session, providers) -> None:
     device = make_device(session, owner=make_contact(session, phone="+48512345678"))
     ingest(session, fault_event(device.device_id, 11))
     providers.fail_next("twilio", status=400, code=21211)
@@ -180,7 +195,7 @@ def test_number_the_provider_rejects_fails_with_code_and_reason(session, provide
     assert (event.status, event.error_code) == ("failed", "21211")
 
 
-def test_opted_out_at_the_provider_records_an_sms_opt_out(session, providers) -> None:  # noqa: ANN001
+def test_opted_out_at_the_provider_records_an_sms_opt_out(session, providers) -> None:
     owner = make_contact(session)
     device = make_device(session, owner=owner)
     ingest(session, fault_event(device.device_id, 11))
@@ -191,12 +206,15 @@ def test_opted_out_at_the_provider_records_an_sms_opt_out(session, providers) ->
     message = session.scalars(select(Message)).one()
     assert (message.status, message.error_code) == (MessageStatus.FAILED, "21610")
     consent = session.scalars(select(Consent).where(Consent.contact_id == owner.id)).one()
-    assert (consent.channel, consent.status, consent.source) == (MessageChannel.SMS, ConsentStatus.OPTED_OUT,
-                                                                 "twilio:21610")
+    assert (consent.channel, consent.status, consent.source) == (
+        MessageChannel.SMS,
+        ConsentStatus.OPTED_OUT,
+        "twilio:21610",
+    )
 
 
 @pytest.mark.parametrize("failure", [{"status": 500}, {"status": 429, "code": 20429}])
-def test_transient_error_then_success_sends_exactly_one_sms(session, providers, failure) -> None:  # noqa: ANN001
+def test_transient_error_then_success_sends_exactly_one_sms(session, providers, failure) -> None:
     device = make_device(session)
     ingest(session, fault_event(device.device_id, 11))
     providers.fail_next("twilio", **failure)
@@ -209,7 +227,7 @@ def test_transient_error_then_success_sends_exactly_one_sms(session, providers, 
     assert (message.status, message.attempts) == (MessageStatus.SENT, 2)
 
 
-def test_time_out_is_retried_and_sends_once(session, providers, monkeypatch) -> None:  # noqa: ANN001
+def test_time_out_is_retried_and_sends_once(session, providers, monkeypatch) -> None:
     monkeypatch.setenv("CAREPATH_SEND_TIMEOUT_SECONDS", "0.3")
     from carepath.settings import reset_settings
 
@@ -224,7 +242,7 @@ def test_time_out_is_retried_and_sends_once(session, providers, monkeypatch) -> 
     assert message.status is MessageStatus.SENT and message.attempts == 2
 
 
-def test_rerunning_the_flow_or_the_send_task_never_sends_twice(session, providers) -> None:  # noqa: ANN001
+def test_rerunning_the_flow_or_the_send_task_never_sends_twice(session, providers) -> None:
     from prefect import flow
 
     from tasks.messaging import send_queued_messages
@@ -242,7 +260,7 @@ def test_rerunning_the_flow_or_the_send_task_never_sends_twice(session, provider
     assert len(providers.twilio_messages()) == 1
 
 
-def test_same_event_id_twice_is_processed_once(session, providers) -> None:  # noqa: ANN001
+def test_same_event_id_twice_is_processed_once(session, providers) -> None:
     device = make_device(session)
     event = fault_event(device.device_id, 12, event_id="dup-1")
     first = ingest(session, event)
@@ -259,7 +277,7 @@ def test_same_event_id_twice_is_processed_once(session, providers) -> None:  # n
     assert len(providers.twilio_messages()) == 1
 
 
-def test_unknown_device_fails_with_a_reason_and_can_be_replayed(session, providers) -> None:  # noqa: ANN001
+def test_unknown_device_fails_with_a_reason_and_can_be_replayed(session, providers) -> None:
     from tasks.inbox import replay_failed
 
     ingest(session, fault_event("DEV-NOPE", 30, event_id="unknown-1"))
@@ -279,15 +297,24 @@ def test_unknown_device_fails_with_a_reason_and_can_be_replayed(session, provide
     assert len(providers.twilio_messages()) == 1
 
 
-def test_a_bad_event_does_not_stop_the_rest_of_the_batch(session, providers) -> None:  # noqa: ANN001
+def test_a_bad_event_does_not_stop_the_rest_of_the_batch(session, providers) -> None:
     good_a, good_b = make_device(session), make_device(session)
     ingest(
         session,
         fault_event(good_a.device_id, 13),
         fault_event(good_b.device_id, 13),
-        {"event_id": "bad-code", "device_id": good_a.device_id, "error_code": "E-OVERHEAT",
-         "occurred_at": datetime.now(UTC).isoformat()},
-        {"event_id": "no-zone", "device_id": good_a.device_id, "error_code": 12, "occurred_at": "2026-11-25T10:00:00"},
+        {
+            "event_id": "bad-code",
+            "device_id": good_a.device_id,
+            "error_code": "E-OVERHEAT",
+            "occurred_at": datetime.now(UTC).isoformat(),
+        },
+        {
+            "event_id": "no-zone",
+            "device_id": good_a.device_id,
+            "error_code": 12,
+            "occurred_at": "2026-11-25T10:00:00",
+        },
     )
 
     figures = run_journey()
@@ -301,7 +328,7 @@ def test_a_bad_event_does_not_stop_the_rest_of_the_batch(session, providers) -> 
     assert len(providers.twilio_messages()) == 2
 
 
-def test_without_credentials_the_local_channel_sends_and_stores(session, caplog) -> None:  # noqa: ANN001
+def test_without_credentials_the_local_channel_sends_and_stores(session, caplog) -> None:
     device = make_device(session)
     ingest(session, fault_event(device.device_id, 11))
     with caplog.at_level("INFO", logger="carepath.outbox"):
@@ -312,7 +339,7 @@ def test_without_credentials_the_local_channel_sends_and_stores(session, caplog)
     assert any(message.body in r.getMessage() for r in caplog.records)
 
 
-def test_batches_drain_everything_pending(session, providers) -> None:  # noqa: ANN001
+def test_batches_drain_everything_pending(session, providers) -> None:
     devices = [make_device(session) for _ in range(7)]
     ingest(session, *[fault_event(d.device_id, 11) for d in devices])
     figures = run_journey(batch_size=3)

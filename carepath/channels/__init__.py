@@ -11,6 +11,12 @@ from carepath.channels.base import (
 from carepath.channels.factory import email_sender_from_settings, sms_sender_from_settings
 
 __all__ = [
-    "EmailSender", "OutgoingEmail", "OutgoingSms", "ProviderError", "SendResult", "SmsSender",
-    "email_sender_from_settings", "sms_sender_from_settings",
+    "EmailSender",
+    "OutgoingEmail",
+    "OutgoingSms",
+    "ProviderError",
+    "SendResult",
+    "SmsSender",
+    "email_sender_from_settings",
+    "sms_sender_from_settings",
 ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 
 from python_http_client.exceptions import HTTPError
@@ -19,7 +18,9 @@ class SendGridEmailSender:
 
     provider = "sendgrid"
 
-    def __init__(self, *, api_key: str, from_email: str, host: str | None = None, timeout: float = 10.0) -> None:
+    def __init__(
+        self, *, api_key: str, from_email: str, host: str | None = None, timeout: float = 10.0
+    ) -> None:
         self._client = SendGridAPIClient(api_key=api_key, host=host or "https://api.sendgrid.com")
         self._client.client.timeout = timeout
         self._from = from_email
@@ -44,10 +45,14 @@ class SendGridEmailSender:
                 transient=is_transient(http_status=exc.status_code),
                 http_status=exc.status_code,
             ) from exc
-        except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as exc:
-            raise ProviderError(provider=self.provider, reason=f"no answer: {type(exc).__name__}", transient=True) from exc
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            raise ProviderError(
+                provider=self.provider, reason=f"no answer: {type(exc).__name__}", transient=True
+            ) from exc
         headers = {k.lower(): v for k, v in dict(response.headers).items()}
-        return SendResult(provider=self.provider, provider_message_id=headers.get("x-message-id"), status="sent")
+        return SendResult(
+            provider=self.provider, provider_message_id=headers.get("x-message-id"), status="sent"
+        )
 
 
 def _sendgrid_reason(exc: HTTPError) -> str:

@@ -54,5 +54,7 @@ class TwilioSmsSender:
             ) from exc
         except (requests.RequestException, TwilioException) as exc:
             # No answer (time-out, reset): the provider may not have the message; worth another try.
-            raise ProviderError(provider=self.provider, reason=f"no answer: {type(exc).__name__}", transient=True) from exc
+            raise ProviderError(
+                provider=self.provider, reason=f"no answer: {type(exc).__name__}", transient=True
+            ) from exc
         return SendResult(provider=self.provider, provider_message_id=created.sid, status="sent")

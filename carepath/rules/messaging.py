@@ -13,9 +13,10 @@ def is_e164(phone: str | None) -> bool:
         parsed = phonenumbers.parse(phone, None)
     except phonenumbers.NumberParseException:
         return False
-    return phonenumbers.is_valid_number(parsed) and phonenumbers.format_number(
-        parsed, phonenumbers.PhoneNumberFormat.E164
-    ) == phone
+    return (
+        phonenumbers.is_valid_number(parsed)
+        and phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164) == phone
+    )
 
 
 def sms_block_reason(*, phone: str | None, consent: str | None) -> str | None:

@@ -9,7 +9,9 @@ from carepath.rules.entitlements import EntitlementTerms, choose_entitlement
 ON = date(2026, 11, 25)
 
 
-def terms(id: int, *, remaining: int = 5, channels=(), skus=(), ends=date(2026, 12, 31), starts=date(2026, 1, 1)):  # noqa: ANN001, A002, ANN201
+def terms(
+    id: int, *, remaining: int = 5, channels=(), skus=(), ends=date(2026, 12, 31), starts=date(2026, 1, 1)
+):
     return EntitlementTerms(id, starts, ends, remaining, tuple(channels), tuple(skus))
 
 

@@ -11,7 +11,15 @@ T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 @pytest.mark.parametrize(
     ("code", "threshold", "expected"),
-    [(10, 10, False), (11, 10, True), (0, 10, False), (9, 10, False), (500, 10, True), (5, 4, True), (4, 4, False)],
+    [
+        (10, 10, False),
+        (11, 10, True),
+        (0, 10, False),
+        (9, 10, False),
+        (500, 10, True),
+        (5, 4, True),
+        (4, 4, False),
+    ],
 )
 def test_critical_only_above_threshold(code: int, threshold: int, expected: bool) -> None:
     assert is_critical(code, threshold) is expected
@@ -37,14 +45,17 @@ def fault(ref: int, code: int, minute: int, device: str = "DEV-1") -> Fault:
     return Fault(ref=ref, device_id=device, error_code=code, occurred_at=T0 + timedelta(minutes=minute))
 
 
-def actions(plan) -> list[str]:  # noqa: ANN001
+def actions(plan) -> list[str]:
     return [d.action.value for d in plan.decisions]
 
 
 def test_first_critical_fault_opens_and_repeats_attach() -> None:
     plan = plan_device(
-        "DEV-1", [fault(3, 14, 20), fault(1, 14, 0), fault(2, 14, 10)],
-        earlier_fault_times=[], has_open_case=False, rules=FaultRules(),
+        "DEV-1",
+        [fault(3, 14, 20), fault(1, 14, 0), fault(2, 14, 10)],
+        earlier_fault_times=[],
+        has_open_case=False,
+        rules=FaultRules(),
     )
     assert actions(plan) == ["open_case", "attach", "attach"]
     assert [d.fault.ref for d in plan.decisions] == [1, 2, 3]  # time order, not arrival order
@@ -53,14 +64,21 @@ def test_first_critical_fault_opens_and_repeats_attach() -> None:
 
 
 def test_non_critical_faults_are_only_recorded() -> None:
-    plan = plan_device("DEV-1", [fault(1, 10, 0), fault(2, 3, 1)], earlier_fault_times=[], has_open_case=False,
-                       rules=FaultRules())
+    plan = plan_device(
+        "DEV-1",
+        [fault(1, 10, 0), fault(2, 3, 1)],
+        earlier_fault_times=[],
+        has_open_case=False,
+        rules=FaultRules(),
+    )
     assert actions(plan) == ["record", "record"]
     assert plan.opens_case is None and plan.attached == []
 
 
 def test_open_case_means_attach_not_open() -> None:
-    plan = plan_device("DEV-1", [fault(1, 30, 0)], earlier_fault_times=[], has_open_case=True, rules=FaultRules())
+    plan = plan_device(
+        "DEV-1", [fault(1, 30, 0)], earlier_fault_times=[], has_open_case=True, rules=FaultRules()
+    )
     assert actions(plan) == ["attach"]
 
 
@@ -74,19 +92,24 @@ def test_open_case_means_attach_not_open() -> None:
         (3, [-90], ["record", "record"]),  # …but not one before the window
     ],
 )
-def test_minimum_frequency_before_a_case_opens(min_count: int, earlier_minutes: list[int], expected: list[str]) -> None:
+def test_minimum_frequency_before_a_case_opens(
+    min_count: int, earlier_minutes: list[int], expected: list[str]
+) -> None:
     rules = FaultRules(threshold=10, window=timedelta(minutes=60), min_count=min_count)
     plan = plan_device(
-        "DEV-1", [fault(1, 12, 0), fault(2, 12, 5)],
+        "DEV-1",
+        [fault(1, 12, 0), fault(2, 12, 5)],
         earlier_fault_times=[T0 + timedelta(minutes=m) for m in earlier_minutes],
-        has_open_case=False, rules=rules,
+        has_open_case=False,
+        rules=rules,
     )
     assert actions(plan) == expected
 
 
 def test_non_critical_faults_count_towards_frequency() -> None:
     rules = FaultRules(min_count=2)
-    plan = plan_device("DEV-1", [fault(1, 2, 0), fault(2, 12, 1)], earlier_fault_times=[], has_open_case=False,
-                       rules=rules)
+    plan = plan_device(
+        "DEV-1", [fault(1, 2, 0), fault(2, 12, 1)], earlier_fault_times=[], has_open_case=False, rules=rules
+    )
     assert actions(plan) == ["record", "open_case"]
     assert plan.decisions[1].action is FaultAction.OPEN_CASE and plan.decisions[1].frequency == 2

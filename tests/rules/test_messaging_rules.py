@@ -7,8 +7,16 @@ from carepath.rules.messaging import email_block_reason, is_e164, is_transient, 
 
 @pytest.mark.parametrize(
     ("phone", "expected"),
-    [("+306912345678", True), ("+48512345678", True), ("+3912", False), ("306912345678", False),
-     ("+30 691 234 5678", False), ("", False), (None, False), ("+1555", False)],
+    [
+        ("+306912345678", True),
+        ("+48512345678", True),
+        ("+3912", False),
+        ("306912345678", False),
+        ("+30 691 234 5678", False),
+        ("", False),
+        (None, False),
+        ("+1555", False),
+    ],
 )
 def test_e164(phone: str | None, expected: bool) -> None:
     assert is_e164(phone) is expected
@@ -34,7 +42,12 @@ def test_sms_block_reason(phone: str | None, consent: str | None, reason_starts:
 
 @pytest.mark.parametrize(
     ("email", "consent", "blocked"),
-    [("a@b.gr", None, False), ("a@b.gr", "opted_in", False), ("a@b.gr", "opted_out", True), (None, None, True)],
+    [
+        ("a@b.gr", None, False),
+        ("a@b.gr", "opted_in", False),
+        ("a@b.gr", "opted_out", True),
+        (None, None, True),
+    ],
 )
 def test_email_block_reason(email: str | None, consent: str | None, blocked: bool) -> None:
     assert (email_block_reason(email=email, consent=consent) is not None) is blocked
@@ -42,8 +55,16 @@ def test_email_block_reason(email: str | None, consent: str | None, blocked: boo
 
 @pytest.mark.parametrize(
     ("status", "code", "expected"),
-    [(500, 20500, True), (503, None, True), (429, 20429, True), (None, None, True), (400, 21211, False),
-     (400, 21610, False), (401, 20003, False), (404, 20404, False)],
+    [
+        (500, 20500, True),
+        (503, None, True),
+        (429, 20429, True),
+        (None, None, True),
+        (400, 21211, False),
+        (400, 21610, False),
+        (401, 20003, False),
+        (404, 20404, False),
+    ],
 )
 def test_transient(status: int | None, code: int | None, expected: bool) -> None:
     assert is_transient(http_status=status, code=code) is expected

@@ -15,7 +15,9 @@ from carepath.migrate import upgrade
 from models import Base
 
 BACKEND = os.environ.get("CAREPATH_TEST_DB", "sqlite")
-POSTGRES_URL = os.environ.get("CAREPATH_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "CAREPATH_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+)
 
 
 @contextmanager

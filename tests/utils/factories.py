@@ -25,8 +25,12 @@ _seq = itertools.count(1)
 
 def make_account(session: Session, *, tier: Tier = Tier.GOLD, domain: str | None = None) -> Account:
     n = next(_seq)
-    account = Account(name=f"Account {n}", account_number=f"T-{n:05d}", tier=tier,
-                      email_domains=[domain or f"account{n}.example"])
+    account = Account(
+        name=f"Account {n}",
+        account_number=f"T-{n:05d}",
+        tier=tier,
+        email_domains=[domain or f"account{n}.example"],
+    )
     session.add(account)
     session.flush()
     return account
@@ -43,22 +47,38 @@ def make_contact(
 ) -> Contact:
     n = next(_seq)
     account = account or make_account(session)
-    contact = Contact(first_name=first_name, last_name=f"Tester{n}", email=f"person{n}@{account.email_domains[0]}",
-                      phone=phone, language=language, account_id=account.id)
+    contact = Contact(
+        first_name=first_name,
+        last_name=f"Tester{n}",
+        email=f"person{n}@{account.email_domains[0]}",
+        phone=phone,
+        language=language,
+        account_id=account.id,
+    )
     session.add(contact)
     session.flush()
     if sms_consent is not None:
-        session.add(Consent(contact_id=contact.id, channel=MessageChannel.SMS, status=sms_consent, source="test"))
+        session.add(
+            Consent(contact_id=contact.id, channel=MessageChannel.SMS, status=sms_consent, source="test")
+        )
         session.flush()
     return contact
 
 
-def make_device(session: Session, *, owner: Contact | None = None, device_id: str | None = None,
-                product: Product | None = None) -> Device:
+def make_device(
+    session: Session,
+    *,
+    owner: Contact | None = None,
+    device_id: str | None = None,
+    product: Product | None = None,
+) -> Device:
     n = next(_seq)
     owner = owner or make_contact(session)
-    device = Device(device_id=device_id or f"DEV-T{n:06d}", owner_contact_id=owner.id,
-                    product_id=product.id if product else None)
+    device = Device(
+        device_id=device_id or f"DEV-T{n:06d}",
+        owner_contact_id=owner.id,
+        product_id=product.id if product else None,
+    )
     session.add(device)
     session.flush()
     return device
@@ -71,19 +91,32 @@ def make_product(session: Session, *, sku: str = "THERMO-X", name: str = "Thermo
     return product
 
 
-def make_entitlement(session: Session, *, account: Account, allocation: int = 15,
-                     channels: list[str] | None = None) -> Entitlement:
+def make_entitlement(
+    session: Session, *, account: Account, allocation: int = 15, channels: list[str] | None = None
+) -> Entitlement:
     year = datetime.now(UTC).year
-    ent = Entitlement(name=f"Support {account.name}", account_id=account.id, starts_on=date(year, 1, 1),
-                      ends_on=date(year, 12, 31), allocation=allocation, remaining=allocation,
-                      channels=channels if channels is not None else ["iot", "email", "phone"])
+    ent = Entitlement(
+        name=f"Support {account.name}",
+        account_id=account.id,
+        starts_on=date(year, 1, 1),
+        ends_on=date(year, 12, 31),
+        allocation=allocation,
+        remaining=allocation,
+        channels=channels if channels is not None else ["iot", "email", "phone"],
+    )
     session.add(ent)
     session.flush()
     return ent
 
 
-def fault_event(device_id: str, error_code: Any, *, event_id: str | None = None,
-                occurred_at: datetime | None = None, message: str | None = None) -> dict[str, Any]:
+def fault_event(
+    device_id: str,
+    error_code: Any,
+    *,
+    event_id: str | None = None,
+    occurred_at: datetime | None = None,
+    message: str | None = None,
+) -> dict[str, Any]:
     n = next(_seq)
     return {
         "event_id": event_id or f"evt-{n}",

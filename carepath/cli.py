@@ -1,0 +1,185 @@
+"""`carepath`: the operators' command line (migrate, seed demo data, ingest, run a flow, inspect, replay)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from carepath.db import unit_of_work
+from carepath.settings import get_settings
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    from carepath.migrate import upgrade
+
+    upgrade()
+    print(f"database at head: {_safe_url()}")
+    return 0
+
+
+def cmd_seed_demo(args: argparse.Namespace) -> int:
+    from data.demo import seed_demo
+
+    with unit_of_work() as session:
+        summary = seed_demo(session, accounts=args.accounts)
+    print(("seeded" if summary.created else "already seeded") + f": {summary}")
+    return 0
+
+
+def cmd_ingest_faults(args: argparse.Namespace) -> int:
+    from tasks.ingest import store_fault_events
+
+    raw = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    events = json.loads(raw)
+    events = events if isinstance(events, list) else [events]
+    with unit_of_work() as session:
+        stored = store_fault_events(session=session, events=events)
+    new = sum(s.created for s in stored)
+    print(f"{new} fault(s) stored in the inbox, {len(stored) - new} already there")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from flows.iot_fault_journey import iot_fault_journey
+
+    flows = {"iot-fault-journey": iot_fault_journey}
+    figures = flows[args.flow]()
+    print(json.dumps(figures, indent=2))
+    return 0
+
+
+def cmd_show_case(args: argparse.Namespace) -> int:
+    from models import Case, Message
+
+    with unit_of_work() as session:
+        case = session.scalars(select(Case).where(Case.ticket_number == args.ticket)).one_or_none()
+        if case is None:
+            print(f"no case {args.ticket}", file=sys.stderr)
+            return 1
+        print(f"{case.ticket_number}  {case.title}")
+        print(
+            f"  status {case.status.value} ({case.status_reason}), priority {case.priority.value}, "
+            f"origin {case.origin.value}, device {case.device_id}, error {case.error_code}"
+        )
+        print(
+            f"  occurrences {case.fault_occurrences}, frequency in window {case.fault_frequency}, "
+            f"entitlement {case.entitlement_id}"
+        )
+        for h in case.history:
+            print(
+                f"  {h.changed_at:%Y-%m-%d %H:%M} {h.from_status and h.from_status.value} → {h.to_status.value} "
+                f"by {h.source}: {h.note or ''}"
+            )
+        for m in session.scalars(select(Message).where(Message.case_id == case.id)):
+            print(
+                f"  {m.channel.value} to {m.to_address}: {m.status.value} {m.status_reason or ''}\n    {m.body}"
+            )
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from tasks.inbox import replay_failed
+
+    with unit_of_work() as session:
+        n = replay_failed(session=session, source=args.source, kind=args.kind)
+    print(f"{n} failed event(s) back to pending")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Migrate, seed, ingest the demo faults, run the journey and show what it did."""
+    from carepath.migrate import upgrade
+    from data.demo import load_demo_faults, seed_demo
+    from flows.iot_fault_journey import iot_fault_journey
+    from tasks.ingest import store_fault_events
+
+    upgrade()
+    with unit_of_work() as session:
+        summary = seed_demo(session, accounts=args.accounts)
+        stored = store_fault_events(session=session, events=load_demo_faults())
+    print(
+        f"Demo organisation: {summary.accounts} accounts, {summary.contacts} contacts, "
+        f"{summary.devices} devices, {summary.entitlements} entitlements ({_safe_url()})"
+    )
+    print(
+        f"Demo faults: {sum(s.created for s in stored)} new in the inbox (already-known event ids are no-ops)\n"
+    )
+    figures = iot_fault_journey()
+    print_demo_report(figures)
+    return 0
+
+
+def print_demo_report(figures: dict[str, int]) -> None:
+    from models import Case, InboxEvent, InboxState, Message
+
+    print("\nJourney figures: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in figures.items()))
+    with unit_of_work() as session:
+        print("\nCases opened from device faults:")
+        for case in session.scalars(select(Case).order_by(Case.id.desc()).limit(10)):
+            print(
+                f"  {case.ticket_number}  {case.priority.value:<8} {case.title}  "
+                f"(occurrences {case.fault_occurrences})"
+            )
+        print("\nText messages:")
+        for m in session.scalars(select(Message).order_by(Message.id.desc()).limit(10)):
+            reason = f" — {m.status_reason}" if m.status_reason else ""
+            print(f"  [{m.status.value}{reason}] to {m.to_address} via {m.provider or '-'}:\n    {m.body}")
+        failed = session.execute(
+            select(InboxEvent.event_id, InboxEvent.error).where(InboxEvent.state == InboxState.FAILED)
+        ).all()
+        if failed:
+            print("\nFaults kept for replay (carepath replay --source iot):")
+            for event_id, error in failed:
+                print(f"  {event_id}: {error}")
+        total = session.scalar(select(func.count()).select_from(Case))
+        print(f"\n{total} case(s) in the database. Inspect one with: carepath show-case <ticket>")
+
+
+def _safe_url() -> str:
+    from sqlalchemy import make_url
+
+    return make_url(get_settings().database_url).render_as_string(hide_password=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="carepath", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="create or upgrade the schema").set_defaults(func=cmd_migrate)
+    p = sub.add_parser("seed-demo", help="seed the demo support organisation")
+    p.add_argument("--accounts", type=int, default=40)
+    p.set_defaults(func=cmd_seed_demo)
+    p = sub.add_parser("ingest-faults", help="store device faults (a JSON object or list) in the inbox")
+    p.add_argument("file", help="a JSON file, or - for standard input")
+    p.set_defaults(func=cmd_ingest_faults)
+    p = sub.add_parser("run", help="run a flow once, locally")
+    p.add_argument("flow", choices=["iot-fault-journey"])
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("show-case", help="a case with its history and messages")
+    p.add_argument("ticket")
+    p.set_defaults(func=cmd_show_case)
+    p = sub.add_parser("replay", help="put failed inbox events back to pending")
+    p.add_argument("--source", default="iot")
+    p.add_argument("--kind", default=None)
+    p.set_defaults(func=cmd_replay)
+    p = sub.add_parser("demo", help="migrate, seed, ingest demo faults and run the IoT journey")
+    p.add_argument("--accounts", type=int, default=40)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for noisy in ("httpx", "alembic", "sqlalchemy"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
