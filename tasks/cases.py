@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import bindparam, case, insert, or_, select, text, update
+from sqlalchemy import bindparam, case, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from carepath.db import dialect_insert
+from carepath.bulk import bulk_insert
+from carepath.db import is_postgres
 from carepath.rules.entitlements import EntitlementTerms, choose_entitlement
 from carepath.rules.faults import DevicePlan, case_title
 from carepath.rules.tickets import new_ticket_number, new_tracking_token
@@ -158,11 +159,6 @@ def open_iot_cases(
                 "updated_at": now,
             }
         )
-    stmt = (
-        dialect_insert(session, Case)
-        .on_conflict_do_nothing(index_elements=["device_id"], index_where=text("status = 'active'"))
-        .returning(Case.id, Case.device_id, Case.ticket_number, Case.tracking_token)
-    )
     by_device = {c.device_id: c for c in cases}
     opened = {
         r.device_id: OpenedCase(
@@ -173,7 +169,14 @@ def open_iot_cases(
             by_device[r.device_id].contact_id,
             by_device[r.device_id].error_code,
         )
-        for r in session.execute(stmt, rows)
+        for r in bulk_insert(
+            session,
+            Case.__table__,
+            rows,
+            conflict_columns=["device_id"],
+            conflict_where="status = 'active'",
+            returning=["id", "device_id", "ticket_number", "tracking_token"],
+        )
     }
     raced = find_open_cases(session=session, device_ids=by_device.keys() - opened.keys())
     record_status_changes(
@@ -211,6 +214,32 @@ def attach_faults_to_open_cases(
             )
     if not params:
         return
+    now = utcnow()
+    if is_postgres(session):
+        # One statement for the whole batch, the values travelling as arrays.
+        session.execute(
+            text(
+                """
+                UPDATE support_case AS c
+                SET fault_occurrences = c.fault_occurrences + v.n,
+                    last_fault_at = CASE WHEN c.last_fault_at IS NULL OR c.last_fault_at < v.last
+                                         THEN v.last ELSE c.last_fault_at END,
+                    fault_frequency = v.freq,
+                    updated_at = :now
+                FROM unnest(CAST(:ids AS integer[]), CAST(:ns AS integer[]),
+                            CAST(:lasts AS timestamptz[]), CAST(:freqs AS integer[])) AS v(id, n, last, freq)
+                WHERE c.id = v.id
+                """
+            ),
+            {
+                "now": now,
+                "ids": [p["b_id"] for p in params],
+                "ns": [p["b_n"] for p in params],
+                "lasts": [p["b_last"] for p in params],
+                "freqs": [p["b_freq"] for p in params],
+            },
+        )
+        return
     t = Case.__table__
     last = bindparam("b_last", type_=t.c.last_fault_at.type)
     stmt = (
@@ -219,12 +248,10 @@ def attach_faults_to_open_cases(
         .values(
             fault_occurrences=t.c.fault_occurrences + bindparam("b_n"),
             last_fault_at=case(
-                (t.c.last_fault_at.is_(None), last),
-                (t.c.last_fault_at < last, last),
-                else_=t.c.last_fault_at,
+                (t.c.last_fault_at.is_(None), last), (t.c.last_fault_at < last, last), else_=t.c.last_fault_at
             ),
             fault_frequency=bindparam("b_freq"),
-            updated_at=utcnow(),
+            updated_at=now,
         )
     )
     session.connection().execute(stmt, params)
@@ -234,7 +261,6 @@ def record_status_changes(*, session: Session, changes: list[dict], source: str)
     """Append rows to the cases' status history."""
     if changes:
         now = utcnow()
-        session.execute(
-            insert(CaseStatusChange),
-            [{"source": source, "changed_at": now, **c} for c in changes],
+        bulk_insert(
+            session, CaseStatusChange.__table__, [{"source": source, "changed_at": now, **c} for c in changes]
         )

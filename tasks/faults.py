@@ -14,10 +14,11 @@ from datetime import datetime
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import ValidationError
-from sqlalchemy import and_, insert, select
+from sqlalchemy import and_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from carepath.bulk import bulk_insert, in_list
 from carepath.db import unit_of_work
 from carepath.rules.faults import DevicePlan, Fault, FaultAction, FaultRules, plan_device
 from carepath.schemas import FaultIn, describe_validation_error
@@ -108,7 +109,7 @@ def load_device_owners(*, session: Session, device_ids: set[str]) -> dict[str, D
         .join(Contact, Contact.id == Device.owner_contact_id)
         .outerjoin(Product, Product.id == Device.product_id)
         .outerjoin(Consent, and_(Consent.contact_id == Contact.id, Consent.channel == MessageChannel.SMS))
-        .where(Device.device_id.in_(device_ids))
+        .where(in_list(Device.device_id, device_ids, session))
     )
     return {
         row[0]: DeviceOwner(
@@ -134,7 +135,7 @@ def load_recent_fault_times(
     times: dict[str, list[datetime]] = defaultdict(list)
     if device_ids:
         stmt = select(DeviceFault.device_id, DeviceFault.occurred_at).where(
-            DeviceFault.device_id.in_(device_ids),
+            in_list(DeviceFault.device_id, device_ids, session),
             DeviceFault.occurred_at >= since,
             DeviceFault.occurred_at <= until,
         )
@@ -161,7 +162,7 @@ def record_faults(*, session: Session, plans: list[DevicePlan], case_ids: dict[s
         for d in plan.decisions
     ]
     if rows:
-        session.execute(insert(DeviceFault), rows)
+        bulk_insert(session, DeviceFault.__table__, rows)
 
 
 def drain_fault_batch(

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from carepath.bulk import in_list
 from carepath.db import dialect_insert
 from models import InboxEvent, InboxState
 from models.base import utcnow
@@ -79,14 +80,15 @@ def mark_processed(*, session: Session, ids: Iterable[int]) -> None:
     """Record that these events were handled."""
     ids = list(ids)
     if ids:
+        t = InboxEvent.__table__
         session.execute(
-            update(InboxEvent)
-            .where(InboxEvent.id.in_(ids))
+            update(t)
+            .where(in_list(t.c.id, ids, session))
             .values(
                 state=InboxState.PROCESSED,
                 processed_at=utcnow(),
                 error=None,
-                attempts=InboxEvent.attempts + 1,
+                attempts=t.c.attempts + 1,
             )
         )
 

@@ -32,7 +32,7 @@ from carepath.channels import (
 from carepath.db import dialect_insert, unit_of_work
 from carepath.messages import render_fault_sms
 from carepath.rules.messaging import TWILIO_OPT_OUT_CODE, sms_block_reason
-from carepath.settings import get_settings
+from carepath.settings import Settings, get_settings
 from models import Consent, ConsentStatus, DeliveryEvent, Message, MessageChannel, MessageStatus
 from models.base import utcnow
 
@@ -89,7 +89,8 @@ def queue_fault_sms(
             }
         )
     session.execute(
-        dialect_insert(session, Message).on_conflict_do_nothing(index_elements=["idempotency_key"]), rows
+        dialect_insert(session, Message.__table__).on_conflict_do_nothing(index_elements=["idempotency_key"]),
+        rows,
     )
     blocked_count = sum(r["status"] is MessageStatus.BLOCKED for r in rows)
     return len(rows) - blocked_count, blocked_count
@@ -281,7 +282,7 @@ def record_outcomes(*, session: Session, outcomes: list[Outcome]) -> SendSummary
                 opted_out.add(m.contact_id)
     if updates:
         session.execute(update(Message), updates)
-        session.execute(insert(DeliveryEvent), events)
+        session.execute(insert(DeliveryEvent.__table__), events)
     for contact_id in opted_out:
         set_consent(
             session=session,
@@ -327,18 +328,22 @@ def fail_stale_sending(*, session: Session, older_than: timedelta) -> int:
     ).rowcount
 
 
-@task(name="send-queued-messages", cache_policy=NO_CACHE)
-def send_queued_messages(channel: str | None = None, batch_size: int = 500) -> SendSummary:
-    """Hand every queued message to its channel, a batch at a time, and record each outcome."""
-    settings = get_settings()
+def drain_outbox(
+    *,
+    settings: Settings,
+    channel: MessageChannel | None = None,
+    batch_size: int = 500,
+    max_messages: int | None = None,
+) -> SendSummary:
+    """Send queued messages a batch at a time (claim → deliver → record) until none are left."""
     sms_sender, email_sender = sms_sender_from_settings(settings), email_sender_from_settings(settings)
-    wanted = MessageChannel(channel) if channel else None
     total = SendSummary()
-    while True:
+    while max_messages is None or total.claimed < max_messages:
+        limit = batch_size if max_messages is None else min(batch_size, max_messages - total.claimed)
         with unit_of_work() as session:
-            claimed = claim_queued_messages(session=session, limit=batch_size, channel=wanted)
+            claimed = claim_queued_messages(session=session, limit=limit, channel=channel)
         if not claimed:
-            return total
+            break
         outcomes = deliver(
             claimed,
             sms_sender=sms_sender,
@@ -354,3 +359,12 @@ def send_queued_messages(channel: str | None = None, batch_size: int = 500) -> S
         total.sent += batch.sent
         total.failed += batch.failed
         total.failures.update(batch.failures)
+    return total
+
+
+@task(name="send-queued-messages", cache_policy=NO_CACHE)
+def send_queued_messages(channel: str | None = None, batch_size: int = 500) -> SendSummary:
+    """Hand every queued message to its channel, a batch at a time, and record each outcome."""
+    return drain_outbox(
+        settings=get_settings(), channel=MessageChannel(channel) if channel else None, batch_size=batch_size
+    )

@@ -1,0 +1,1 @@
+"""Benchmarks: each prints rates and ratios, never asserts a time."""

@@ -1,0 +1,114 @@
+"""Generate a large support organisation and fault backlog in PostgreSQL with set-based SQL."""
+
+from __future__ import annotations
+
+from sqlalchemy import create_engine, make_url, text
+
+BENCH_DB = "carepath_bench"
+
+
+def recreate_database(server_url: str, name: str = BENCH_DB) -> str:
+    """Drop and create `name` on the server; return its URL."""
+    server = make_url(server_url)
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return server.set(database=name).render_as_string(hide_password=False)
+
+
+def generate_organisation(url: str, *, devices: int) -> None:
+    """One contact and one device per owner, an account per ten contacts, SMS consent for 90%."""
+    accounts = max(1, devices // 10)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            text("""
+            INSERT INTO account (id, name, account_number, tier, email_domains, created_at)
+            SELECT g, 'Bench account ' || g, 'B-' || lpad(g::text, 7, '0'),
+                   (ARRAY['gold','silver','standard','standard'])[1 + g % 4],
+                   jsonb_build_array('bench' || g || '.example'), now()
+            FROM generate_series(1, :n) g"""),
+            {"n": accounts},
+        )
+        conn.execute(
+            text("""
+            INSERT INTO contact (id, first_name, last_name, email, phone, language, account_id, active, created_at)
+            SELECT g, 'Owner', 'No ' || g, 'owner' || g || '@bench' || (1 + (g - 1) % :a) || '.example',
+                   '+30691' || lpad(g::text, 7, '0'), (ARRAY['en','el','pl','pt','it'])[1 + g % 5],
+                   1 + (g - 1) % :a, true, now()
+            FROM generate_series(1, :n) g"""),
+            {"n": devices, "a": accounts},
+        )
+        conn.execute(
+            text("""
+            INSERT INTO consent (contact_id, channel, status, source, changed_at)
+            SELECT g, 'sms', 'opted_in', 'bench', now() FROM generate_series(1, :n) g WHERE g % 10 <> 0"""),
+            {"n": devices},
+        )
+        conn.execute(
+            text("""
+            INSERT INTO product (id, sku, name) VALUES (1, 'BENCH-1', 'Bench boiler')""")
+        )
+        conn.execute(
+            text("""
+            INSERT INTO device (device_id, product_id, owner_contact_id)
+            SELECT 'BDEV-' || lpad(g::text, 7, '0'), 1, g FROM generate_series(1, :n) g"""),
+            {"n": devices},
+        )
+        conn.execute(
+            text("""
+            INSERT INTO entitlement (name, account_id, starts_on, ends_on, allocation, remaining, channels,
+                                     product_ids, restrict_case_creation, state)
+            SELECT 'Gold support ' || id, id, date_trunc('year', now())::date,
+                   (date_trunc('year', now()) + interval '1 year - 1 day')::date, 15, 15,
+                   '["iot","email","phone"]'::jsonb, '[]'::jsonb, false, 'active'
+            FROM account WHERE tier = 'gold'""")
+        )
+        for table in ("account", "contact", "product"):
+            conn.execute(
+                text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+            )
+        conn.execute(text("ANALYZE"))
+    engine.dispose()
+
+
+def generate_faults(
+    url: str, *, faults: int, devices: int, first: int = 1, prefix: str = "bench", critical_share: float = 0.3
+) -> None:
+    """`faults` pending inbox events: `critical_share` critical, concentrated on 40% of the devices so
+    many repeat while their case is open; the rest spread over every device. Times spread over an hour."""
+    hot = max(1, int(devices * 0.4))
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("SELECT setseed(0.42)"))
+        conn.execute(
+            text("""
+            WITH f AS (
+                SELECT g, random() < :share AS critical, random() AS r1, random() AS r2
+                FROM generate_series(:first, :last) g
+            )
+            INSERT INTO inbox_event (source, kind, event_id, payload, state, attempts, received_at)
+            SELECT 'iot', 'fault', :prefix || '-' || g,
+                   jsonb_build_object(
+                     'event_id', :prefix || '-' || g,
+                     'device_id', 'BDEV-' || lpad((1 + floor(r1 * CASE WHEN critical THEN :hot ELSE :n END))::int::text, 7, '0'),
+                     'error_code', CASE WHEN critical THEN 11 + floor(r2 * 40)::int ELSE 1 + floor(r2 * 10)::int END,
+                     'occurred_at', to_char((now() - interval '60 minutes' + (g - :first) * (interval '3600 seconds' / :count))
+                                            AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                     'message', CASE WHEN critical THEN 'Pressure sensor out of range' ELSE 'Routine notice' END),
+                   'pending', 0, now()
+            FROM f"""),
+            {
+                "share": critical_share,
+                "first": first,
+                "last": first + faults - 1,
+                "hot": hot,
+                "n": devices,
+                "prefix": prefix,
+                "count": faults,
+            },
+        )
+        conn.execute(text("ANALYZE inbox_event"))
+    engine.dispose()
