@@ -1,15 +1,17 @@
 """Set-based writes for batch paths: one statement per batch on PostgreSQL, executemany on SQLite.
 
-On PostgreSQL a batch travels as one array per column (`INSERT … SELECT … FROM unnest(…)`), which costs
-the server and the driver far less than thousands of VALUES tuples or an executemany.
+On PostgreSQL a batch travels as one array per column (`INSERT … SELECT … FROM unnest(…)`), each array as
+a single text parameter in PostgreSQL's array syntax (`{1,2,3}`): the server parses one constant per column
+instead of thousands of VALUES tuples or ARRAY[…] elements, and the driver quotes one string.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, ColumnElement, Row, Table, bindparam, func, text
+from sqlalchemy import ARRAY, ColumnElement, Row, Table, Text, bindparam, cast, func, text
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.schema import Column
 
@@ -18,6 +20,24 @@ from carepath.db import dialect_insert, is_postgres
 
 def _pg_array_cast(column: Column, dialect) -> str:
     return f"{column.type.compile(dialect=dialect)}[]"
+
+
+def pg_array_literal(values: Iterable[Any]) -> str:
+    """Values in PostgreSQL's array input syntax, e.g. `{1,NULL,"say \"hi\""}`."""
+    out = []
+    for v in values:
+        if v is None:
+            out.append("NULL")
+        elif isinstance(v, bool):
+            out.append("t" if v else "f")
+        elif isinstance(v, int | float):
+            out.append(str(v))
+        elif isinstance(v, datetime | date):
+            out.append(v.isoformat())
+        else:
+            escaped = str(v).replace("\\", "\\\\").replace('"', '\\"')
+            out.append(f'"{escaped}"')
+    return "{" + ",".join(out) + "}"
 
 
 def _db_values(column: Column, dialect, values: list[Any]) -> list[Any]:
@@ -57,7 +77,7 @@ def bulk_insert(
     params, selects = {}, []
     for i, name in enumerate(names):
         col = table.c[name]
-        params[f"a{i}"] = _db_values(col, dialect, [r[name] for r in rows])
+        params[f"a{i}"] = pg_array_literal(_db_values(col, dialect, [r[name] for r in rows]))
         selects.append(f"CAST(:a{i} AS {_pg_array_cast(col, dialect)})")
     sql = f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({', '.join(selects)})"
     if conflict_columns:
@@ -74,5 +94,6 @@ def in_list(column: ColumnElement, values: Iterable[Any], session: Session) -> C
     """`column IN values`, sent as one array parameter on PostgreSQL (no per-value bind to compile)."""
     values = list(values)
     if is_postgres(session):
-        return column == func.any(bindparam(None, values, type_=ARRAY(column.type)))
+        array = cast(bindparam(None, pg_array_literal(values), type_=Text), ARRAY(column.type))
+        return column == func.any(array)
     return column.in_(values)

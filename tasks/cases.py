@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import bindparam, case, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from carepath.bulk import bulk_insert
+from carepath.bulk import bulk_insert, in_list, pg_array_literal
 from carepath.db import is_postgres
 from carepath.rules.entitlements import EntitlementTerms, choose_entitlement
 from carepath.rules.faults import DevicePlan, case_title
@@ -81,7 +81,7 @@ def find_open_cases(*, session: Session, device_ids: Iterable[str]) -> dict[str,
     if not device_ids:
         return {}
     stmt = select(Case.device_id, Case.id).where(
-        Case.status == CaseStatus.ACTIVE, Case.device_id.in_(device_ids)
+        Case.status == CaseStatus.ACTIVE, in_list(Case.device_id, device_ids, session)
     )
     return {k: v for k, v in session.execute(stmt).tuples()}
 
@@ -233,10 +233,10 @@ def attach_faults_to_open_cases(
             ),
             {
                 "now": now,
-                "ids": [p["b_id"] for p in params],
-                "ns": [p["b_n"] for p in params],
-                "lasts": [p["b_last"] for p in params],
-                "freqs": [p["b_freq"] for p in params],
+                "ids": pg_array_literal(p["b_id"] for p in params),
+                "ns": pg_array_literal(p["b_n"] for p in params),
+                "lasts": pg_array_literal(p["b_last"] for p in params),
+                "freqs": pg_array_literal(p["b_freq"] for p in params),
             },
         )
         return

@@ -13,7 +13,6 @@ from datetime import datetime
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from pydantic import ValidationError
 from sqlalchemy import and_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -21,12 +20,12 @@ from sqlalchemy.orm import Session
 from carepath.bulk import bulk_insert, in_list
 from carepath.db import unit_of_work
 from carepath.rules.faults import DevicePlan, Fault, FaultAction, FaultRules, plan_device
-from carepath.schemas import FaultIn, describe_validation_error
 from carepath.settings import get_settings
 from models import Consent, Contact, Device, DeviceFault, MessageChannel, Product
 from models.base import utcnow
 from tasks.cases import NewIotCase, attach_faults_to_open_cases, find_open_cases, open_iot_cases
-from tasks.inbox import ClaimedEvent, claim_pending, mark_failed, mark_processed
+from tasks.fault_claims import claim_faults
+from tasks.inbox import mark_failed, mark_processed
 from tasks.messaging import queue_fault_sms
 
 JOURNEY = "iot_fault_journey"
@@ -73,20 +72,13 @@ class DeviceOwner:
     product_sku: str | None
 
 
-def parse_faults(events: list[ClaimedEvent]) -> tuple[list[Fault], dict[int, str]]:
-    """Validate each claimed payload; a bad one gets its reason and does not stop the others."""
-    faults, errors = [], {}
-    for event in events:
-        try:
-            f = FaultIn.model_validate(event.payload)
-        except ValidationError as exc:
-            errors[event.id] = describe_validation_error(exc)
-            continue
-        if f.event_id != event.event_id:
-            errors[event.id] = f"invalid fault: payload event_id {f.event_id!r} differs from the inbox's"
-            continue
-        faults.append(Fault(event.id, f.device_id, f.error_code, f.occurred_at, f.message))
-    return faults, errors
+def load_known_devices(*, session: Session, device_ids: set[str]) -> set[str]:
+    """Which of these device ids are registered (an index-only look-up)."""
+    if not device_ids:
+        return set()
+    return set(
+        session.scalars(select(Device.device_id).where(in_list(Device.device_id, device_ids, session)))
+    )
 
 
 def load_device_owners(*, session: Session, device_ids: set[str]) -> dict[str, DeviceOwner]:
@@ -169,15 +161,14 @@ def drain_fault_batch(
     *, session: Session, rules: FaultRules, limit: int, tracking_url, sms_status_callback: str | None
 ) -> DrainSummary:
     """Claim up to `limit` faults → keep the critical ones → open or reuse cases → queue the SMS → mark done."""
-    events = claim_pending(session=session, source="iot", kind="fault", limit=limit)
-    summary = DrainSummary(claimed=len(events))
-    if not events:
+    claimed, faults, errors = claim_faults(session=session, limit=limit)
+    summary = DrainSummary(claimed=claimed)
+    if not claimed:
         return summary
-    faults, errors = parse_faults(events)
-    owners = load_device_owners(session=session, device_ids={f.device_id for f in faults})
+    registered = load_known_devices(session=session, device_ids={f.device_id for f in faults})
     known: dict[str, list[Fault]] = defaultdict(list)
     for f in faults:
-        if f.device_id in owners:
+        if f.device_id in registered:
             known[f.device_id].append(f)
         else:
             errors[f.ref] = (
@@ -203,6 +194,7 @@ def drain_fault_batch(
     ]
 
     to_open = [p for p in plans if p.opens_case]
+    owners = load_device_owners(session=session, device_ids={p.device_id for p in to_open})
     opened, raced = open_iot_cases(
         session=session,
         cases=[NewIotCase.from_plan(p, owners[p.device_id]) for p in to_open],

@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import and_, insert, select, update
 from sqlalchemy.orm import Session
 
+from carepath.bulk import bulk_insert
 from carepath.channels import (
     EmailSender,
     OutgoingEmail,
@@ -88,10 +89,7 @@ def queue_fault_sms(
                 "updated_at": now,
             }
         )
-    session.execute(
-        dialect_insert(session, Message.__table__).on_conflict_do_nothing(index_elements=["idempotency_key"]),
-        rows,
-    )
+    bulk_insert(session, Message.__table__, rows, conflict_columns=["idempotency_key"])
     blocked_count = sum(r["status"] is MessageStatus.BLOCKED for r in rows)
     return len(rows) - blocked_count, blocked_count
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -40,23 +41,23 @@ class FaultDecision:
     fault: Fault
     action: FaultAction
     critical: bool
-    frequency: int  # the device's faults within the window ending at this fault
+    frequency: int | None  # the device's faults within the window ending at this fault (critical ones only)
 
 
-@dataclass
+@dataclass(frozen=True)
 class DevicePlan:
     """What one device's faults in a batch amount to."""
 
     device_id: str
-    decisions: list[FaultDecision] = field(default_factory=list)
+    decisions: tuple[FaultDecision, ...]
 
-    @property
+    @cached_property
     def opens_case(self) -> FaultDecision | None:
         return next((d for d in self.decisions if d.action is FaultAction.OPEN_CASE), None)
 
-    @property
+    @cached_property
     def attached(self) -> list[FaultDecision]:
-        return [d for d in self.decisions if d.action in (FaultAction.OPEN_CASE, FaultAction.ATTACH)]
+        return [d for d in self.decisions if d.action is not FaultAction.RECORD]
 
 
 def is_critical(error_code: int, threshold: int) -> bool:
@@ -79,27 +80,33 @@ def plan_device(
 ) -> DevicePlan:
     """Decide, in time order, what each of a device's new faults does.
 
-    The frequency counts every fault the device reported within the window (already recorded ones and
-    this batch's), so it is known before any text is sent. A critical fault opens a case once the count
+    The frequency of each critical fault counts every fault the device reported within the window (already
+    recorded ones and this batch's, critical or not), so it is known before any text is sent. A critical fault opens a case once the count
     reaches `min_count`; while the device has an open case, further critical faults attach to it.
     """
     ordered = sorted(faults, key=lambda f: (f.occurred_at, f.ref))
+    if not any(is_critical(f.error_code, rules.threshold) for f in ordered):
+        # Nothing to decide: the common case, kept cheap because most faults are routine.
+        return DevicePlan(
+            device_id, tuple(FaultDecision(f, FaultAction.RECORD, False, None) for f in ordered)
+        )
     times = sorted([*earlier_fault_times, *(f.occurred_at for f in ordered)])
-    plan = DevicePlan(device_id)
+    decisions = []
     case_open = has_open_case
     for fault in ordered:
         critical = is_critical(fault.error_code, rules.threshold)
-        frequency = count_in_window(times, fault.occurred_at, rules.window)
         if not critical:
-            action = FaultAction.RECORD
-        elif case_open:
+            decisions.append(FaultDecision(fault, FaultAction.RECORD, False, None))
+            continue
+        frequency = count_in_window(times, fault.occurred_at, rules.window)
+        if case_open:
             action = FaultAction.ATTACH
         elif frequency >= rules.min_count:
             action, case_open = FaultAction.OPEN_CASE, True
         else:
             action = FaultAction.RECORD
-        plan.decisions.append(FaultDecision(fault, action, critical, frequency))
-    return plan
+        decisions.append(FaultDecision(fault, action, critical, frequency))
+    return DevicePlan(device_id, tuple(decisions))
 
 
 def case_title(*, error_code: int, device_id: str, product_name: str | None, message: str | None) -> str:

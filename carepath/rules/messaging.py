@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 
 
+@lru_cache(maxsize=65536)
 def is_e164(phone: str | None) -> bool:
     """A phone number in E.164 form that libphonenumber considers valid."""
     if not phone or not phone.startswith("+"):

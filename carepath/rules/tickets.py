@@ -10,7 +10,8 @@ _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 def new_ticket_number() -> str:
     """A human-readable, random ticket number such as CAS-7K3MQ-9XZ2B (50 bits: collisions are rare)."""
-    chars = "".join(secrets.choice(_ALPHABET) for _ in range(10))
+    n = int.from_bytes(secrets.token_bytes(7), "big") >> 6  # 50 random bits, ten base-32 digits
+    chars = "".join(_ALPHABET[(n >> (5 * i)) & 31] for i in range(10))
     return f"CAS-{chars[:5]}-{chars[5:]}"
 
 

@@ -73,6 +73,7 @@ def test_non_critical_faults_are_only_recorded() -> None:
     )
     assert actions(plan) == ["record", "record"]
     assert plan.opens_case is None and plan.attached == []
+    assert [d.frequency for d in plan.decisions] == [None, None]  # only critical faults are counted
 
 
 def test_open_case_means_attach_not_open() -> None:
@@ -113,3 +114,14 @@ def test_non_critical_faults_count_towards_frequency() -> None:
     )
     assert actions(plan) == ["record", "open_case"]
     assert plan.decisions[1].action is FaultAction.OPEN_CASE and plan.decisions[1].frequency == 2
+
+
+def test_ticket_numbers_are_readable_and_distinct() -> None:
+    import re
+
+    from carepath.rules.tickets import new_ticket_number, new_tracking_token
+
+    tickets = {new_ticket_number() for _ in range(5000)}
+    assert len(tickets) == 5000
+    assert all(re.fullmatch(r"CAS-[0-9A-HJKMNP-TV-Z]{5}-[0-9A-HJKMNP-TV-Z]{5}", t) for t in tickets)
+    assert len({new_tracking_token() for _ in range(100)}) == 100

@@ -1,0 +1,109 @@
+"""Claiming fault events and turning them into validated faults, fast on PostgreSQL.
+
+On PostgreSQL the claim query extracts the fields from the JSONB payload server-side, and a payload in the
+canonical shape (`{"event_id": "…", "device_id": "…", "error_code": 14, "occurred_at": "…Z"}`) is
+checked in Python without decoding the whole document or building a pydantic model. Anything else —
+a string error code, a missing zone, an over-long field — goes through `FaultIn`, so what is accepted and
+every error message stay exactly pydantic's.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from pydantic import ValidationError
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from carepath.db import is_postgres
+from carepath.rules.faults import Fault
+from carepath.schemas import FaultIn, describe_validation_error
+from tasks.inbox import ClaimedEvent, claim_pending
+
+_CANONICAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
+_CANONICAL_CODE = re.compile(r"\d{1,7}")
+
+_PG_CLAIM = text(
+    """
+    SELECT id, event_id,
+           jsonb_typeof(payload->'event_id') = 'string' AND payload->>'event_id' = event_id AS same_id,
+           jsonb_typeof(payload->'device_id') AS device_type, payload->>'device_id' AS device_id,
+           jsonb_typeof(payload->'error_code') AS code_type, payload->>'error_code' AS code,
+           jsonb_typeof(payload->'occurred_at') AS time_type, payload->>'occurred_at' AS occurred_at,
+           jsonb_typeof(payload->'message') AS message_type, payload->>'message' AS message
+    FROM inbox_event
+    WHERE state = 'pending' AND source = 'iot' AND kind = 'fault'
+    ORDER BY id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+    """
+)
+
+
+def claim_faults(*, session: Session, limit: int) -> tuple[int, list[Fault], dict[int, str]]:
+    """Lock up to `limit` pending faults; return how many, the valid faults, and each invalid one's reason."""
+    if not is_postgres(session):
+        events = claim_pending(session=session, source="iot", kind="fault", limit=limit)
+        faults, errors = parse_faults(events)
+        return len(events), faults, errors
+    rows = session.execute(_PG_CLAIM, {"limit": limit}).all()
+    faults, slow = [], []
+    for row in rows:
+        fault = _canonical_fault(row)
+        if fault is None:
+            slow.append(row.id)
+        else:
+            faults.append(fault)
+    errors: dict[int, str] = {}
+    if slow:
+        payloads = session.execute(
+            text("SELECT id, event_id, payload FROM inbox_event WHERE id = ANY(:ids)"), {"ids": slow}
+        )
+        more, errors = parse_faults([ClaimedEvent(r.id, r.event_id, r.payload) for r in payloads])
+        faults.extend(more)
+    return len(rows), faults, errors
+
+
+def _canonical_fault(row) -> Fault | None:
+    """A Fault when the row is in the canonical shape pydantic would accept unchanged, else None."""
+    if not (
+        row.same_id
+        and row.device_type == "string"
+        and row.code_type == "number"
+        and row.time_type == "string"
+    ):
+        return None
+    device_id, code, occurred, message = row.device_id, row.code, row.occurred_at, row.message
+    if not (0 < len(device_id) <= 64 and device_id == device_id.strip() and _CANONICAL_CODE.fullmatch(code)):
+        return None
+    error_code = int(code)
+    if error_code > 1_000_000 or not _CANONICAL_TIME.fullmatch(occurred):
+        return None
+    try:
+        at = datetime.fromisoformat(occurred)
+    except ValueError:
+        return None
+    if row.message_type not in (None, "null"):
+        if row.message_type != "string" or len(message.strip()) > 500:
+            return None
+        message = message.strip()
+    else:
+        message = None
+    return Fault(row.id, device_id, error_code, at, message)
+
+
+def parse_faults(events: list[ClaimedEvent]) -> tuple[list[Fault], dict[int, str]]:
+    """Validate each claimed payload with `FaultIn`; a bad one gets its reason and does not stop the others."""
+    faults, errors = [], {}
+    for event in events:
+        try:
+            f = FaultIn.model_validate(event.payload)
+        except ValidationError as exc:
+            errors[event.id] = describe_validation_error(exc)
+            continue
+        if f.event_id != event.event_id:
+            errors[event.id] = f"invalid fault: payload event_id {f.event_id!r} differs from the inbox's"
+            continue
+        faults.append(Fault(event.id, f.device_id, f.error_code, f.occurred_at, f.message))
+    return faults, errors
