@@ -11,6 +11,7 @@ Run: `make bench` or `.venv/bin/python -m bench.iot_drain [--devices N --faults 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -28,7 +29,8 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--devices", type=int, default=100_000)
     p.add_argument("--faults", type=int, default=200_000)
-    p.add_argument("--batch-size", type=int, default=5_000)
+    p.add_argument("--batch-size", type=int, default=10_000)
+    p.add_argument("--workers", type=int, default=2, help="drain processes working the same inbox")
     p.add_argument("--naive-sample", type=int, default=2_000)
     p.add_argument("--flow-sample", type=int, default=10)
     p.add_argument("--send", type=int, default=5_000, help="queued SMS to send to the stub")
@@ -63,6 +65,24 @@ def stub_process():
         proc.wait(10)
 
 
+def drain_worker(url: str, batch_size: int):
+    """Drain until the inbox has no pending faults (one process; several run side by side)."""
+    os.environ["CAREPATH_DATABASE_URL"] = url
+    from carepath import db
+    from carepath.rules.faults import FaultRules
+    from carepath.settings import get_settings, reset_settings
+    from tasks.faults import DrainSummary, drain_one_batch
+
+    reset_settings()
+    db.reset_engine()
+    total = DrainSummary()
+    while True:
+        batch = drain_one_batch(rules=FaultRules(), batch_size=batch_size, settings=get_settings())
+        total.add(batch)
+        if batch.claimed == 0:
+            return total
+
+
 def main() -> None:
     args = parse_args()
     from bench.setup_data import generate_faults, generate_organisation, recreate_database
@@ -71,10 +91,9 @@ def main() -> None:
     os.environ["CAREPATH_DATABASE_URL"] = url
     from carepath import db
     from carepath.migrate import upgrade
-    from carepath.rules.faults import FaultRules
     from carepath.settings import get_settings, reset_settings
     from models import Case, DeviceFault, InboxEvent, InboxState, Message, MessageStatus
-    from tasks.faults import DrainSummary, drain_fault_batch
+    from tasks.faults import DrainSummary
 
     reset_settings()
     db.reset_engine()
@@ -89,22 +108,16 @@ def main() -> None:
         f"setup: {args.devices:,} devices, {args.faults:,} pending faults in {time.perf_counter() - t:.1f} s"
     )
 
-    settings = get_settings()
-    rules = FaultRules()
-    total = DrainSummary()
     t = time.perf_counter()
-    while True:
-        with db.unit_of_work() as session:
-            batch = drain_fault_batch(
-                session=session,
-                rules=rules,
-                limit=args.batch_size,
-                tracking_url=settings.tracking_url,
-                sms_status_callback=settings.sms_status_callback_url,
-            )
-        total.add(batch)
-        if batch.claimed == 0:
-            break
+    if args.workers == 1:
+        total = drain_worker(url, args.batch_size)
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(args.workers) as pool:
+            parts = pool.starmap(drain_worker, [(url, args.batch_size)] * args.workers)
+        total = DrainSummary()
+        for part in parts:
+            total.add(part)
     drain_s = time.perf_counter() - t
     fast_rate = total.claimed / drain_s
     with db.unit_of_work() as s:
@@ -119,7 +132,7 @@ def main() -> None:
         attached = s.scalar(select(func.sum(Case.fault_occurrences)))
     print(
         f"drain: {total.claimed:,} faults in {drain_s:.2f} s = {fast_rate:,.0f} faults/s "
-        f"(batch {args.batch_size:,}; target ≥ 20,000/s)"
+        f"(batch {args.batch_size:,}, {args.workers} worker(s); target ≥ 20,000/s)"
     )
     print(
         f"  → {cases:,} cases, {attached:,} critical faults attached, {faults:,} faults recorded, "

@@ -130,7 +130,8 @@ def open_iot_cases(
         on=today,
     )
     rows = []
-    for c in cases:
+    # Insert in device order: concurrent drains then wait on each other instead of deadlocking.
+    for c in sorted(cases, key=lambda c: c.device_id):
         candidates = by_account.get(c.account_id, []) + by_contact.get(c.contact_id, [])
         chosen = choose_entitlement(
             candidates, channel=Channel.IOT.value, product_sku=c.product_sku, on=today
@@ -214,9 +215,17 @@ def attach_faults_to_open_cases(
             )
     if not params:
         return
+    params.sort(key=lambda p: p["b_id"])  # one lock order for every drain
     now = utcnow()
     if is_postgres(session):
-        # One statement for the whole batch, the values travelling as arrays.
+        # Lock in id order first (concurrent drains then queue instead of deadlocking), then one
+        # statement for the whole batch, the values travelling as arrays.
+        session.execute(
+            text(
+                "SELECT id FROM support_case WHERE id = ANY(CAST(:ids AS integer[])) ORDER BY id FOR UPDATE"
+            ),
+            {"ids": pg_array_literal(p["b_id"] for p in params)},
+        )
         session.execute(
             text(
                 """

@@ -7,6 +7,7 @@ rows stay locked until it commits, so a crash leaves them pending and nothing is
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,13 +15,13 @@ from datetime import datetime
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import and_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from carepath.bulk import bulk_insert, in_list
 from carepath.db import unit_of_work
 from carepath.rules.faults import DevicePlan, Fault, FaultAction, FaultRules, plan_device
-from carepath.settings import get_settings
+from carepath.settings import Settings, get_settings
 from models import Consent, Contact, Device, DeviceFault, MessageChannel, Product
 from models.base import utcnow
 from tasks.cases import NewIotCase, attach_faults_to_open_cases, find_open_cases, open_iot_cases
@@ -225,11 +226,13 @@ def drain_fault_batch(
     return summary
 
 
-@task(name="drain-fault-batch", cache_policy=NO_CACHE)
-def drain_faults(batch_size: int, rules: FaultRules) -> DrainSummary:
-    """Turn one batch of pending faults into cases and queued SMS, in one transaction."""
-    settings = get_settings()
-    for attempt in range(1, 4):
+def drain_one_batch(*, rules: FaultRules, batch_size: int, settings: Settings) -> DrainSummary:
+    """One batch in its own transaction, redone whole when it lost a race it can safely retry.
+
+    Retried: a ticket-number collision (random numbers, rare) and a deadlock or serialization failure
+    between concurrent drains. The batch rolled back whole, so nothing is half-done or doubled.
+    """
+    for attempt in range(1, 6):
         try:
             with unit_of_work() as session:
                 return drain_fault_batch(
@@ -239,8 +242,21 @@ def drain_faults(batch_size: int, rules: FaultRules) -> DrainSummary:
                     tracking_url=settings.tracking_url,
                     sms_status_callback=settings.sms_status_callback_url,
                 )
-        except IntegrityError as exc:
-            # A random ticket number collided (rare): the batch rolled back whole, so simply redo it.
-            if attempt == 3 or "ticket_number" not in str(exc.orig):
+        except (IntegrityError, OperationalError) as exc:
+            if attempt == 5 or not _retryable(exc):
                 raise
+            time.sleep(0.05 * attempt)
     raise AssertionError("unreachable")
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    if isinstance(exc, IntegrityError):
+        return "ticket_number" in str(exc.orig)
+    code = getattr(exc.orig, "pgcode", None)
+    return code in ("40P01", "40001")  # deadlock detected, serialization failure
+
+
+@task(name="drain-fault-batch", cache_policy=NO_CACHE)
+def drain_faults(batch_size: int, rules: FaultRules) -> DrainSummary:
+    """Turn one batch of pending faults into cases and queued SMS, in one transaction."""
+    return drain_one_batch(rules=rules, batch_size=batch_size, settings=get_settings())
