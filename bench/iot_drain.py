@@ -31,7 +31,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--faults", type=int, default=200_000)
     p.add_argument("--batch-size", type=int, default=10_000)
     p.add_argument("--workers", type=int, default=2, help="drain processes working the same inbox")
-    p.add_argument("--naive-sample", type=int, default=2_000)
+    p.add_argument("--naive-sample", type=int, default=500)
     p.add_argument("--flow-sample", type=int, default=10)
     p.add_argument("--send", type=int, default=5_000, help="queued SMS to send to the stub")
     p.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])

@@ -54,6 +54,37 @@ class Settings(BaseSettings):
     send_timeout_seconds: float = Field(default=10.0, gt=0)
     send_concurrency: int = Field(default=8, ge=1, le=128, description="Messages in flight at once.")
 
+    # Webhook receiver
+    iot_webhook_secret: SecretStr | None = Field(default=None, description="HMAC secret of device gateways.")
+    cases_webhook_secret: SecretStr | None = Field(default=None, description="HMAC secret of case systems.")
+    portal_webhook_secret: SecretStr | None = None
+    webshop_webhook_secret: SecretStr | None = None
+    webhook_tolerance_seconds: int = Field(default=300, ge=1, description="Accepted signature age (replays).")
+    webhook_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    sendgrid_webhook_public_key: str | None = Field(
+        default=None, description="SendGrid's signed event webhook verification key (base64 DER)."
+    )
+    trust_forwarded_headers: bool = Field(
+        default=False, description="Behind a proxy: rebuild the public URL from X-Forwarded-Proto/Host."
+    )
+    receiver_batch_rows: int = Field(default=500, ge=1, description="Inbox rows per receiver flush.")
+    receiver_batch_wait_ms: float = Field(default=5.0, ge=0, description="Longest wait before a flush.")
+    announce_interval_ms: float = Field(default=200.0, ge=0, description="Coalesce Prefect events this long.")
+    prefect_api_url: str | None = Field(
+        default=None, description="Prefect API for announcing events (default: PREFECT_API_URL)."
+    )
+
+    # Case status journey
+    case_status_notify: list[str] = Field(
+        default_factory=lambda: ["resolved"],
+        description="Case statuses whose arrival emails the customer (default: resolved only).",
+    )
+    reports_dir: str = Field(default=str(PROJECT_ROOT / "out"), description="Where report CSVs are written.")
+
+    def webhook_secret(self, source: str) -> SecretStr | None:
+        """The HMAC secret of one of our own sources (iot, cases, portal, webshop)."""
+        return getattr(self, f"{source}_webhook_secret", None)
+
     @property
     def sms_status_callback_url(self) -> str:
         return self.public_base_url.rstrip("/") + self.sms_status_callback_path

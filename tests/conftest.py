@@ -91,3 +91,30 @@ def providers(provider_stub_server, monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture()
 def settings():
     return get_settings()
+
+
+@pytest.fixture(scope="session")
+def sendgrid_keys():
+    from tests.utils.signing import SendGridKeys
+
+    return SendGridKeys()
+
+
+@pytest.fixture()
+def receiver(engine, monkeypatch: pytest.MonkeyPatch, sendgrid_keys):
+    """The receiver app on the test database, with known secrets, behind a real ASGI test client."""
+    from fastapi.testclient import TestClient
+
+    from receiver.app import create_app
+    from tests.utils import signing
+
+    monkeypatch.setenv("CAREPATH_IOT_WEBHOOK_SECRET", signing.IOT_SECRET)
+    monkeypatch.setenv("CAREPATH_CASES_WEBHOOK_SECRET", signing.CASES_SECRET)
+    monkeypatch.setenv("CAREPATH_TWILIO_AUTH_TOKEN", signing.TWILIO_TOKEN)
+    monkeypatch.setenv("CAREPATH_SENDGRID_WEBHOOK_PUBLIC_KEY", sendgrid_keys.public_key)
+    monkeypatch.setenv("CAREPATH_WEBHOOK_MAX_BODY_BYTES", "65536")
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    reset_settings()
+    with TestClient(create_app(get_settings()), base_url="https://care.example.test") as client:
+        yield client
+    reset_settings()

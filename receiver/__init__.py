@@ -1,0 +1,1 @@
+"""The webhook receiver: authenticate → validate → store in the inbox → announce to Prefect."""

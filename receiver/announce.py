@@ -1,0 +1,77 @@
+"""Announcing new inbox rows to Prefect: coalesced, best effort, recorded when it worked.
+
+Bursts are coalesced into one Prefect event per (source, kind) and interval, so a thousand faults a second
+start a handful of triggered runs, not a thousand. If Prefect is unreachable nothing is lost: the rows stay
+pending and unannounced, and the drain loop or the scheduled inbox sweep picks them up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import httpx
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from carepath.events import prefect_event
+from models import InboxEvent
+from models.base import utcnow
+
+logger = logging.getLogger("carepath.receiver")
+
+
+class Announcer:
+    def __init__(self, engine: AsyncEngine, *, api_url: str | None, interval: float) -> None:
+        self._engine = engine
+        self._api_url = api_url.rstrip("/") if api_url else None
+        self._interval = interval
+        self._pending: dict[tuple[str, str], list[int]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._client: httpx.AsyncClient | None = None
+
+    def start(self) -> None:
+        if self._api_url:
+            self._client = httpx.AsyncClient(timeout=5.0)
+            self._task = asyncio.create_task(self._run(), name="announcer")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._client:
+            await self._client.aclose()
+
+    async def notify(self, created: dict[tuple[str, str], list[int]]) -> None:
+        """Queue new inbox ids for the next announcement."""
+        if not self._api_url:
+            return
+        for key, ids in created.items():
+            self._pending.setdefault(key, []).extend(ids)
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self._interval)  # let the burst gather
+            self._wake.clear()
+            pending, self._pending = self._pending, {}
+            try:
+                await self._announce(pending)
+            except Exception as exc:  # Prefect down: the sweep will find these rows
+                logger.warning(
+                    "could not announce %d inbox rows to Prefect: %s", sum(map(len, pending.values())), exc
+                )
+
+    async def _announce(self, pending: dict[tuple[str, str], list[int]]) -> None:
+        assert self._client is not None
+        events = [prefect_event(source, kind, ids) for (source, kind), ids in pending.items()]
+        response = await self._client.post(f"{self._api_url}/events", json=events)
+        response.raise_for_status()
+        ids = [i for group in pending.values() for i in group]
+        table = InboxEvent.__table__
+        async with self._engine.begin() as conn:
+            await conn.execute(update(table).where(table.c.id.in_(ids)).values(announced_at=utcnow()))

@@ -1,0 +1,218 @@
+"""Webhook endpoints: authenticate → validate → store (commit) → 202 with the inbox id → announce."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from carepath.schemas import CaseStatusIn, FaultIn, SendGridEventIn, TwilioInboundIn, TwilioStatusIn
+from carepath.settings import Settings
+from receiver.errors import Rejected
+from receiver.inbox_writer import Accepted
+from receiver.signatures import SignatureError, verify_carepath, verify_sendgrid, verify_twilio
+
+router = APIRouter(prefix="/webhooks")
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def read_body(request: Request, source: str) -> bytes:
+    """The raw body (signatures are over the exact bytes), refused past the configured size."""
+    request.scope["carepath_source"] = source
+    limit = _settings(request).webhook_max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise Rejected(413, f"body of {declared} bytes exceeds the {limit}-byte limit")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise Rejected(413, f"body exceeds the {limit}-byte limit")
+    return bytes(body)
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Rejected(400, f"body is not valid JSON: {exc}") from None
+
+
+def validate(model: type[BaseModel] | TypeAdapter, data: Any) -> Any:
+    """Pydantic validation; a failure is a 422 naming each field and why."""
+    try:
+        if isinstance(model, TypeAdapter):
+            return model.validate_python(data)
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "body", "error": e["msg"]} for e in exc.errors()
+        ]
+        summary = "; ".join(f"{e['field']}: {e['error']}" for e in errors[:5])
+        raise Rejected(422, f"invalid payload: {summary}", errors=errors) from None
+
+
+def check_carepath_signature(request: Request, source: str, body: bytes) -> None:
+    settings = _settings(request)
+    secret = settings.webhook_secret(source)
+    try:
+        verify_carepath(
+            secret=secret.get_secret_value() if secret else None,
+            signature=request.headers.get("x-carepath-signature"),
+            timestamp=request.headers.get("x-carepath-timestamp"),
+            body=body,
+            tolerance=settings.webhook_tolerance_seconds,
+        )
+    except SignatureError as exc:
+        raise Rejected(401, str(exc)) from None
+
+
+def public_url(request: Request) -> str:
+    """The URL the provider called, as it saw it (Twilio signs it): the configured public base, or the
+    proxy's X-Forwarded-Proto/Host when trusted."""
+    settings = _settings(request)
+    path_qs = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if settings.trust_forwarded_headers and request.headers.get("x-forwarded-host"):
+        proto = request.headers.get("x-forwarded-proto", request.url.scheme).split(",")[0].strip()
+        host = request.headers["x-forwarded-host"].split(",")[0].strip()
+        return f"{proto}://{host}{path_qs}"
+    return settings.public_base_url.rstrip("/") + path_qs
+
+
+def twilio_form(request: Request, body: bytes) -> dict[str, str]:
+    if "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
+        raise Rejected(400, "Twilio webhooks must be application/x-www-form-urlencoded")
+    try:
+        form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body)))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Rejected(400, f"malformed form body: {exc}") from None
+    settings = _settings(request)
+    token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
+    try:
+        verify_twilio(
+            auth_token=token,
+            url=public_url(request),
+            params=form,
+            signature=request.headers.get("x-twilio-signature"),
+        )
+    except SignatureError as exc:
+        raise Rejected(401, str(exc)) from None
+    return form
+
+
+async def store(request: Request, source: str, kind: str, event_id: str, payload: dict[str, Any]) -> Accepted:
+    return await request.app.state.writer.store(source=source, kind=kind, event_id=event_id, payload=payload)
+
+
+def accepted_one(a: Accepted) -> JSONResponse:
+    return JSONResponse({"inbox_id": a.inbox_id, "duplicate": a.duplicate}, status_code=202)
+
+
+def accepted_many(items: list[Accepted]) -> JSONResponse:
+    return JSONResponse(
+        {
+            "inbox_ids": [a.inbox_id for a in items],
+            "accepted": len(items),
+            "duplicates": sum(a.duplicate for a in items),
+        },
+        status_code=202,
+    )
+
+
+_FAULT_LIST = TypeAdapter(list[FaultIn])
+
+
+@router.post("/iot/faults", status_code=202)
+async def iot_faults(request: Request) -> JSONResponse:
+    """One device fault, or an array from a device that buffers (HMAC-signed)."""
+    body = await read_body(request, "iot")
+    check_carepath_signature(request, "iot", body)
+    data = parse_json(body)
+    if isinstance(data, list) and not data:
+        raise Rejected(422, "invalid payload: empty array")
+    if not isinstance(data, list):
+        one = validate(FaultIn, data)
+        return accepted_one(await store(request, "iot", "fault", one.event_id, one.model_dump(mode="json")))
+    faults = validate(_FAULT_LIST, data)
+    stored = await asyncio.gather(
+        *(store(request, "iot", "fault", f.event_id, f.model_dump(mode="json")) for f in faults)
+    )
+    return accepted_many(list(stored))
+
+
+@router.post("/cases/status", status_code=202)
+async def case_status(request: Request) -> JSONResponse:
+    """A case's status changed in another system (HMAC-signed)."""
+    body = await read_body(request, "cases")
+    check_carepath_signature(request, "cases", body)
+    change = validate(CaseStatusIn, parse_json(body))
+    return accepted_one(
+        await store(request, "cases", "status", change.event_id, change.model_dump(mode="json"))
+    )
+
+
+@router.post("/twilio/status", status_code=202)
+async def twilio_status(request: Request) -> JSONResponse:
+    """Twilio's delivery status callback for a message we sent."""
+    body = await read_body(request, "twilio")
+    form = twilio_form(request, body)
+    status = validate(TwilioStatusIn, form)
+    # Twilio marks retries of one callback with the same idempotency token.
+    event_id = request.headers.get("i-twilio-idempotency-token") or (
+        f"{status.MessageSid}:{status.MessageStatus}:{status.ErrorCode or ''}"
+    )
+    return accepted_one(await store(request, "twilio", "status", event_id, form))
+
+
+@router.post("/twilio/inbound")
+async def twilio_inbound(request: Request) -> Response:
+    """An SMS from a customer (STOP/START keywords change consent). Answers TwiML, as Twilio expects."""
+    body = await read_body(request, "twilio")
+    form = twilio_form(request, body)
+    message = validate(TwilioInboundIn, form)
+    accepted = await store(request, "twilio", "inbound", message.MessageSid, form)
+    return Response(
+        '<?xml version="1.0" encoding="UTF-8"?><Response></Response>',
+        media_type="text/xml",
+        status_code=200,
+        headers={"X-Carepath-Inbox-Id": str(accepted.inbox_id)},
+    )
+
+
+_SENDGRID = TypeAdapter(list[SendGridEventIn])
+
+
+@router.post("/sendgrid/events", status_code=202)
+async def sendgrid_events(request: Request) -> JSONResponse:
+    """SendGrid's signed event webhook: an array of delivery and engagement events."""
+    body = await read_body(request, "sendgrid")
+    settings = _settings(request)
+    try:
+        verify_sendgrid(
+            public_key=settings.sendgrid_webhook_public_key,
+            signature=request.headers.get("x-twilio-email-event-webhook-signature"),
+            timestamp=request.headers.get("x-twilio-email-event-webhook-timestamp"),
+            body=body,
+            tolerance=settings.webhook_tolerance_seconds,
+        )
+    except SignatureError as exc:
+        raise Rejected(401, str(exc)) from None
+    data = parse_json(body)
+    if not isinstance(data, list) or not data:
+        raise Rejected(422, "invalid payload: expected a non-empty array of events")
+    events = validate(_SENDGRID, data)
+    stored = await asyncio.gather(
+        *(
+            store(request, "sendgrid", "event", e.sg_event_id, raw)
+            for e, raw in zip(events, data, strict=True)
+        )
+    )
+    return accepted_many(list(stored))
