@@ -1,0 +1,88 @@
+"""Inbox sweep (every minute): whatever was accepted but not yet handled gets handled; nothing is lost."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy import func, select, update
+
+from carepath.db import unit_of_work
+from flows.case_status_journey import case_status_journey
+from flows.delivery_status import delivery_status
+from flows.iot_fault_journey import iot_fault_journey
+from models import InboxEvent, InboxState
+from models.base import utcnow
+from tasks.messaging import fail_stale_sending
+
+# Callbacks that can arrive before what they refer to is recorded: retried a few times before giving up.
+RETRYABLE = [("twilio", "status"), ("sendgrid", "event"), ("cases", "status")]
+
+
+@task(cache_policy=NO_CACHE)
+def pending_by_kind() -> dict[str, int]:
+    """How many inbox rows wait, by source and kind."""
+    with unit_of_work() as session:
+        rows = session.execute(
+            select(InboxEvent.source, InboxEvent.kind, func.count())
+            .where(InboxEvent.state == InboxState.PENDING)
+            .group_by(InboxEvent.source, InboxEvent.kind)
+        ).all()
+    return {f"{s}.{k}": n for s, k, n in rows}
+
+
+@task(cache_policy=NO_CACHE)
+def retry_early_callbacks(max_attempts: int, min_age_seconds: int) -> int:
+    """Put failed callbacks that may have come too early back to pending (up to `max_attempts`)."""
+    cutoff = utcnow() - timedelta(seconds=min_age_seconds)
+    total = 0
+    with unit_of_work() as session:
+        for source, kind in RETRYABLE:
+            total += session.execute(
+                update(InboxEvent)
+                .where(
+                    InboxEvent.state == InboxState.FAILED,
+                    InboxEvent.source == source,
+                    InboxEvent.kind == kind,
+                    InboxEvent.attempts < max_attempts,
+                    InboxEvent.processed_at < cutoff,
+                )
+                .values(state=InboxState.PENDING, attempts=InboxEvent.attempts + 1),
+                execution_options={"synchronize_session": False},
+            ).rowcount
+    return total
+
+
+@task(cache_policy=NO_CACHE)
+def release_stale_sends(minutes: int) -> int:
+    """Messages stuck in `sending` after a worker died are failed for review, never resent."""
+    with unit_of_work() as session:
+        return fail_stale_sending(session=session, older_than=timedelta(minutes=minutes))
+
+
+@flow(name="inbox-sweep")
+def inbox_sweep(max_attempts: int = 5, retry_after_seconds: int = 60, stale_send_minutes: int = 10) -> dict:
+    """Drain every kind of pending inbox row, retry early callbacks, release stuck sends.
+
+    Args:
+        max_attempts: Times a callback that arrived before its message is retried.
+        retry_after_seconds: How long a failed callback waits before it is retried.
+        stale_send_minutes: A message `sending` for longer than this is marked failed (outcome unknown).
+    """
+    retried = retry_early_callbacks(max_attempts, retry_after_seconds)
+    stale = release_stale_sends(stale_send_minutes)
+    pending = pending_by_kind()
+    ran = []
+    if pending.get("iot.fault"):
+        iot_fault_journey()
+        ran.append("iot-fault-journey")
+    if pending.get("cases.status") or pending.get("carepath.case_status"):
+        case_status_journey()
+        ran.append("case-status-journey")
+    if any(pending.get(k) for k in ("twilio.status", "twilio.inbound", "sendgrid.event")):
+        delivery_status()
+        ran.append("delivery-status")
+    figures = {"pending": sum(pending.values()), "retried": retried, "stale_sends": stale, "ran": len(ran)}
+    get_run_logger().info("inbox sweep: %s; ran %s", figures, ran or "nothing")
+    return figures

@@ -1,0 +1,237 @@
+"""Case status changes: record them with their history, and tell the customer about the ones that matter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import ValidationError
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from carepath.bulk import bulk_insert
+from carepath.db import unit_of_work
+from carepath.messages import render_status_email
+from carepath.rules.delivery import should_notify
+from carepath.rules.messaging import email_block_reason
+from carepath.schemas import CaseStatusIn
+from carepath.settings import Settings, get_settings
+from models import (
+    Case,
+    CaseStatus,
+    CaseStatusChange,
+    Consent,
+    Contact,
+    Entitlement,
+    Message,
+    MessageChannel,
+    MessageStatus,
+    ResolutionActivity,
+)
+from models.base import utcnow
+from tasks.inbox import claim_pending, mark_failed, mark_processed, store_events
+
+DEFAULT_REASONS = {
+    CaseStatus.ACTIVE: "in_progress",
+    CaseStatus.RESOLVED: "problem_solved",
+    CaseStatus.CANCELLED: "cancelled",
+}
+
+
+def change_case_status(
+    *,
+    session: Session,
+    case: Case,
+    to_status: CaseStatus,
+    source: str,
+    status_reason: str | None = None,
+    resolution: str | None = None,
+    time_spent_minutes: int | None = None,
+    changed_at: datetime | None = None,
+    emit: bool = True,
+) -> CaseStatusChange | None:
+    """Move a case to a status, keep the change in its history and (with `emit`) put a
+    `case_status` event in the inbox in the same transaction, so the journey hears of every change.
+
+    Resolving uses one case of the case's entitlement (15 → 14); reopening gives it back.
+    Returns None when the case already has that status and reason.
+    """
+    reason = status_reason or DEFAULT_REASONS[to_status]
+    if case.status == to_status and case.status_reason == reason:
+        return None
+    from_status, when, now = case.status, changed_at or utcnow(), utcnow()
+    case.status, case.status_reason, case.updated_at = to_status, reason, now
+    if to_status is CaseStatus.RESOLVED:
+        case.resolved_at = when
+        _use_entitlement(session, case, -1)
+        if resolution is not None or time_spent_minutes is not None:
+            _record_resolution(session, case, resolution, time_spent_minutes)
+    elif from_status is CaseStatus.RESOLVED:
+        case.resolved_at = None
+        _use_entitlement(session, case, +1)
+    change = CaseStatusChange(
+        case_id=case.id,
+        from_status=from_status,
+        to_status=to_status,
+        status_reason=reason,
+        source=source,
+        changed_at=when,
+    )
+    session.add(change)
+    session.flush()
+    if emit:
+        store_events(
+            session=session,
+            source="carepath",
+            kind="case_status",
+            events=[
+                (
+                    f"case-status-change-{change.id}",
+                    {"case_id": case.id, "change_id": change.id, "to_status": to_status.value},
+                )
+            ],
+        )
+    return change
+
+
+def _use_entitlement(session: Session, case: Case, delta: int) -> None:
+    if case.entitlement_id is None:
+        return
+    t = Entitlement.__table__
+    stmt = update(t).where(t.c.id == case.entitlement_id).values(remaining=t.c.remaining + delta)
+    stmt = stmt.where(t.c.remaining > 0) if delta < 0 else stmt.where(t.c.remaining < t.c.allocation)
+    session.execute(stmt)
+
+
+def _record_resolution(session: Session, case: Case, resolution: str | None, minutes: int | None) -> None:
+    activity = session.scalars(
+        select(ResolutionActivity).where(ResolutionActivity.case_id == case.id)
+    ).first()
+    if activity is None:
+        session.add(
+            ResolutionActivity(case_id=case.id, resolution=resolution or "", time_spent_minutes=minutes or 0)
+        )
+    else:
+        activity.resolution = resolution or activity.resolution
+        activity.time_spent_minutes = minutes if minutes is not None else activity.time_spent_minutes
+
+
+@dataclass
+class StatusSummary:
+    claimed: int = 0
+    changes: int = 0
+    emails_queued: int = 0
+    emails_blocked: int = 0
+    failed: int = 0
+    errors: dict[int, str] = field(default_factory=dict)
+
+
+def drain_case_status_batch(*, session: Session, settings: Settings, limit: int) -> StatusSummary:
+    """Claim status changes (our own and posted ones) → record posted ones → email where configured."""
+    summary = StatusSummary()
+    changes: list[tuple[CaseStatusChange, str | None]] = []
+    done: list[int] = []
+    own = claim_pending(session=session, source="carepath", kind="case_status", limit=limit)
+    for event in own:
+        change = session.get(CaseStatusChange, event.payload.get("change_id"))
+        if change is None:
+            summary.errors[event.id] = f"unknown status change {event.payload.get('change_id')!r}"
+            continue
+        resolution = session.scalars(
+            select(ResolutionActivity.resolution).where(ResolutionActivity.case_id == change.case_id)
+        ).first()
+        changes.append((change, resolution))
+        done.append(event.id)
+    posted = claim_pending(session=session, source="cases", kind="status", limit=limit)
+    for event in posted:
+        try:
+            data = CaseStatusIn.model_validate(event.payload)
+        except ValidationError as exc:
+            summary.errors[event.id] = f"invalid status change: {exc.errors()[0]['msg']}"
+            continue
+        case = session.scalars(select(Case).where(Case.ticket_number == data.ticket_number)).first()
+        if case is None:
+            summary.errors[event.id] = f"unknown ticket {data.ticket_number!r} (replay once the case exists)"
+            continue
+        change = change_case_status(
+            session=session,
+            case=case,
+            to_status=CaseStatus(data.status),
+            status_reason=data.status_reason,
+            resolution=data.resolution,
+            time_spent_minutes=data.time_spent_minutes,
+            changed_at=data.changed_at,
+            source=f"webhook:{data.source_system or 'cases'}",
+            emit=False,
+        )
+        if change is not None:
+            changes.append((change, data.resolution))
+        done.append(event.id)
+    summary.claimed = len(own) + len(posted)
+    summary.changes = len(changes)
+    summary.emails_queued, summary.emails_blocked = queue_status_emails(
+        session=session, changes=changes, settings=settings
+    )
+    mark_failed(session=session, errors=summary.errors)
+    mark_processed(session=session, ids=done)
+    summary.failed = len(summary.errors)
+    return summary
+
+
+def queue_status_emails(
+    *, session: Session, changes: list[tuple[CaseStatusChange, str | None]], settings: Settings
+) -> tuple[int, int]:
+    """One email per notified transition (key: case and status change), blocked when the contact opted out."""
+    rows, now = [], utcnow()
+    for change, resolution in changes:
+        if not should_notify(change.to_status.value, settings.case_status_notify):
+            continue
+        case = session.get(Case, change.case_id)
+        contact = session.get(Contact, case.contact_id) if case.contact_id else None
+        if contact is None:
+            continue
+        consent = session.scalars(
+            select(Consent.status).where(
+                Consent.contact_id == contact.id, Consent.channel == MessageChannel.EMAIL
+            )
+        ).first()
+        blocked = email_block_reason(email=contact.email, consent=consent.value if consent else None)
+        subject, body = render_status_email(
+            language=contact.language,
+            status=change.to_status.value,
+            first_name=contact.first_name,
+            ticket_number=case.ticket_number,
+            title=case.title,
+            resolution=resolution,
+            tracking_url=settings.tracking_url(case.ticket_number, case.tracking_token),
+        )
+        rows.append(
+            {
+                "idempotency_key": f"case:{case.id}:status:{change.id}",
+                "channel": MessageChannel.EMAIL,
+                "case_id": case.id,
+                "contact_id": contact.id,
+                "journey_step": f"case_{change.to_status.value}",
+                "to_address": contact.email,
+                "subject": subject,
+                "body": body,
+                "template": f"email/case_{'resolved' if change.to_status is CaseStatus.RESOLVED else 'status_changed'}",
+                "status": MessageStatus.BLOCKED if blocked else MessageStatus.QUEUED,
+                "status_reason": blocked,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    bulk_insert(session, Message.__table__, rows, conflict_columns=["idempotency_key"])
+    blocked_count = sum(r["status"] is MessageStatus.BLOCKED for r in rows)
+    return len(rows) - blocked_count, blocked_count
+
+
+@task(name="drain-case-status-changes", cache_policy=NO_CACHE)
+def drain_case_status(batch_size: int) -> StatusSummary:
+    """Record and notify one batch of case status changes, in one transaction."""
+    with unit_of_work() as session:
+        return drain_case_status_batch(session=session, settings=get_settings(), limit=batch_size)

@@ -1,0 +1,218 @@
+"""Case status journey: every change kept in history; resolved → one email, whatever retries happen."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+
+from flows.case_status_journey import case_status_journey
+from models import (
+    Case,
+    CaseStatus,
+    CaseStatusChange,
+    Channel,
+    ConsentStatus,
+    Entitlement,
+    InboxEvent,
+    InboxState,
+    Message,
+    MessageChannel,
+    MessageStatus,
+    Priority,
+    ResolutionActivity,
+)
+from tasks.case_status import change_case_status
+from tasks.messaging import set_consent
+from tests.utils.factories import make_account, make_contact, make_entitlement
+from tests.utils.signing import CASES_SECRET, carepath_headers
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def make_case(session, *, language: str = "en", entitlement: bool = True) -> Case:
+    account = make_account(session)
+    contact = make_contact(session, account=account, language=language)
+    ent = make_entitlement(session, account=account) if entitlement else None
+    case = Case(
+        ticket_number=f"CAS-TEST{contact.id:01d}-00001"[:20],
+        title="Boiler pressure low",
+        account_id=account.id,
+        contact_id=contact.id,
+        priority=Priority.CRITICAL,
+        origin=Channel.IOT,
+        tracking_token=f"token-{contact.id}-abcdefghijklmnopqrstuvwxyz",
+        entitlement_id=ent.id if ent else None,
+    )
+    session.add(case)
+    session.flush()
+    session.add(CaseStatusChange(case_id=case.id, to_status=CaseStatus.ACTIVE, source="test"))
+    session.commit()
+    return case
+
+
+def run(**kw):
+    state = case_status_journey(return_state=True, **kw)
+    assert state.is_completed(), state
+    return state.result()
+
+
+def test_resolving_through_carepath_emails_the_customer_once(session, providers) -> None:
+    case = make_case(session)
+    change_case_status(
+        session=session,
+        case=case,
+        to_status=CaseStatus.RESOLVED,
+        source="agent",
+        resolution="Replaced the pressure sensor.",
+        time_spent_minutes=45,
+    )
+    session.commit()
+
+    figures = run()
+    run()  # a re-run finds nothing new
+
+    [mail] = providers.sendgrid_mails()
+    body = mail.json
+    assert body["personalizations"][0]["to"][0]["email"] == case.contact.email
+    assert body["subject"] == f"Your case {case.ticket_number} has been resolved"
+    text = body["content"][0]["value"]
+    assert "Replaced the pressure sensor." in text
+    assert f"/track/{case.ticket_number}?t={case.tracking_token}" in text
+    assert mail.headers["authorization"] == "Bearer SG.test-key"
+    message = session.scalars(select(Message)).one()
+    assert (message.channel, message.status, message.provider) == (
+        MessageChannel.EMAIL,
+        MessageStatus.SENT,
+        "sendgrid",
+    )
+    assert message.provider_message_id == mail.response["x_message_id"]
+    assert figures["emails_sent"] == 1
+    session.refresh(case)
+    assert case.status is CaseStatus.RESOLVED and case.resolved_at is not None
+    history = session.scalars(
+        select(CaseStatusChange.to_status).where(CaseStatusChange.case_id == case.id)
+    ).all()
+    assert history == [CaseStatus.ACTIVE, CaseStatus.RESOLVED]
+    resolution = session.scalars(select(ResolutionActivity)).one()
+    assert (resolution.resolution, resolution.time_spent_minutes) == ("Replaced the pressure sensor.", 45)
+
+
+def test_resolving_uses_one_case_of_the_entitlement(session) -> None:
+    case = make_case(session)
+    change_case_status(session=session, case=case, to_status=CaseStatus.RESOLVED, source="agent")
+    session.commit()
+    assert session.get(Entitlement, case.entitlement_id).remaining == 14
+    change_case_status(session=session, case=case, to_status=CaseStatus.ACTIVE, source="agent")  # reopened
+    session.commit()
+    session.expire_all()
+    assert session.get(Entitlement, case.entitlement_id).remaining == 15
+
+
+def test_other_transitions_send_nothing_by_default_and_are_configurable(
+    session, providers, monkeypatch
+) -> None:
+    case = make_case(session)
+    change_case_status(session=session, case=case, to_status=CaseStatus.CANCELLED, source="agent")
+    session.commit()
+    assert run()["changes_recorded"] == 1
+    assert providers.sendgrid_mails() == []
+
+    from carepath.settings import reset_settings
+
+    monkeypatch.setenv("CAREPATH_CASE_STATUS_NOTIFY", '["resolved", "active"]')
+    reset_settings()
+    change_case_status(session=session, case=case, to_status=CaseStatus.ACTIVE, source="agent")
+    session.commit()
+    run()
+    [mail] = providers.sendgrid_mails()
+    assert "in progress" in mail.json["subject"]
+
+
+def test_email_opt_out_blocks_the_email_with_a_reason(session, providers) -> None:
+    case = make_case(session)
+    set_consent(
+        session=session,
+        contact_id=case.contact_id,
+        channel=MessageChannel.EMAIL,
+        status=ConsentStatus.OPTED_OUT,
+        source="test",
+    )
+    change_case_status(session=session, case=case, to_status=CaseStatus.RESOLVED, source="agent")
+    session.commit()
+    run()
+    message = session.scalars(select(Message)).one()
+    assert (
+        message.status is MessageStatus.BLOCKED
+        and message.status_reason == "consent: contact opted out of email"
+    )
+    assert providers.sendgrid_mails() == []
+
+
+def test_language_follows_the_contact(session, providers) -> None:
+    case = make_case(session, language="it")
+    change_case_status(session=session, case=case, to_status=CaseStatus.RESOLVED, source="agent")
+    session.commit()
+    run()
+    assert (
+        providers.sendgrid_mails()[0].json["subject"] == f"Il suo caso {case.ticket_number} è stato risolto"
+    )
+
+
+def test_status_posted_to_the_webhook_is_recorded_and_emailed(session, providers, receiver) -> None:
+    case = make_case(session)
+    change = {
+        "event_id": "ext-1",
+        "ticket_number": case.ticket_number,
+        "status": "resolved",
+        "resolution": "Firmware 2.1 fixes the sensor reading.",
+        "changed_at": datetime.now(UTC).isoformat(),
+        "source_system": "field-service",
+    }
+    for _ in range(2):  # the other system retries its webhook
+        body = json.dumps(change).encode()
+        assert (
+            receiver.post(
+                "/webhooks/cases/status", content=body, headers=carepath_headers(CASES_SECRET, body)
+            ).status_code
+            == 202
+        )
+    session.commit()
+
+    run()
+    run()
+
+    session.expire_all()
+    assert session.get(Case, case.id).status is CaseStatus.RESOLVED
+    last = session.scalars(select(CaseStatusChange).order_by(CaseStatusChange.id.desc())).first()
+    assert (last.to_status, last.source) == (CaseStatus.RESOLVED, "webhook:field-service")
+    [mail] = providers.sendgrid_mails()
+    assert "Firmware 2.1 fixes the sensor reading." in mail.json["content"][0]["value"]
+    assert session.scalar(select(func.count()).select_from(InboxEvent)) == 1
+
+
+def test_unknown_ticket_fails_with_a_reason(session, providers, receiver) -> None:
+    change = {
+        "event_id": "ext-2",
+        "ticket_number": "CAS-NOPE",
+        "status": "resolved",
+        "changed_at": datetime.now(UTC).isoformat(),
+    }
+    body = json.dumps(change).encode()
+    receiver.post("/webhooks/cases/status", content=body, headers=carepath_headers(CASES_SECRET, body))
+    run()
+    session.expire_all()
+    event = session.scalars(select(InboxEvent)).one()
+    assert event.state is InboxState.FAILED and "unknown ticket 'CAS-NOPE'" in event.error
+
+
+def test_a_retried_send_never_emails_twice(session, providers) -> None:
+    case = make_case(session)
+    change_case_status(session=session, case=case, to_status=CaseStatus.RESOLVED, source="agent")
+    session.commit()
+    providers.fail_next("sendgrid", status=500)
+    run()
+    assert [r.status for r in providers.requests] == [500, 202]
+    assert len(providers.sendgrid_mails()) == 1
