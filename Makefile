@@ -10,7 +10,7 @@ PG_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/test
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install demo test test-sqlite test-postgres lint bench clean
+.PHONY: install demo test test-sqlite test-postgres lint bench serve clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Carepath needs Python 3.11+"'
@@ -39,6 +39,10 @@ test-postgres: $(STAMP)
 	else \
 		echo "NOTICE: no PostgreSQL at $(PG_URL); the PostgreSQL run was skipped (set PG_URL)"; \
 	fi
+
+## The whole stack on loopback: Prefect server + UI (:4200), deployments, worker, receiver (:8000), drain loop.
+serve: $(STAMP)
+	$(BIN)/python -m deployments.serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

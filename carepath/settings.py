@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -53,6 +54,11 @@ class Settings(BaseSettings):
     send_backoff_seconds: float = Field(default=0.5, ge=0, description="First backoff; doubles per attempt.")
     send_timeout_seconds: float = Field(default=10.0, gt=0)
     send_concurrency: int = Field(default=8, ge=1, le=128, description="Messages in flight at once.")
+    sms_rate_limit_name: str | None = Field(
+        default="carepath-sms",
+        description="Prefect global rate limit SMS sends take slots from (if it exists).",
+    )
+    sms_per_second: int = Field(default=10, ge=1, description="The provider's SMS rate (sizes that limit).")
 
     # Webhook receiver
     iot_webhook_secret: SecretStr | None = Field(default=None, description="HMAC secret of device gateways.")
@@ -95,8 +101,8 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process's settings, read once."""
-    return Settings()
+    """The process's settings, read once (CAREPATH_ENV_FILE names another .env; empty: none)."""
+    return Settings(_env_file=os.environ.get("CAREPATH_ENV_FILE", ".env") or None)
 
 
 def reset_settings() -> None:

@@ -332,6 +332,7 @@ def drain_outbox(
     channel: MessageChannel | None = None,
     batch_size: int = 500,
     max_messages: int | None = None,
+    rate_limit_name: str | None = None,
 ) -> SendSummary:
     """Send queued messages a batch at a time (claim → deliver → record) until none are left."""
     sms_sender, email_sender = sms_sender_from_settings(settings), email_sender_from_settings(settings)
@@ -342,15 +343,22 @@ def drain_outbox(
             claimed = claim_queued_messages(session=session, limit=limit, channel=channel)
         if not claimed:
             break
-        outcomes = deliver(
-            claimed,
-            sms_sender=sms_sender,
-            email_sender=email_sender,
-            status_callback=settings.sms_status_callback_url,
-            concurrency=settings.send_concurrency,
-            max_attempts=settings.send_max_attempts,
-            backoff_seconds=settings.send_backoff_seconds,
-        )
+        # With a rate limit, a second's worth of messages at a time; without, the whole batch at once.
+        step = settings.sms_per_second if rate_limit_name else len(claimed)
+        outcomes = []
+        for start in range(0, len(claimed), step):
+            chunk = claimed[start : start + step]
+            if rate_limit_name:
+                take_rate_slots(rate_limit_name, chunk)
+            outcomes += deliver(
+                chunk,
+                sms_sender=sms_sender,
+                email_sender=email_sender,
+                status_callback=settings.sms_status_callback_url,
+                concurrency=settings.send_concurrency,
+                max_attempts=settings.send_max_attempts,
+                backoff_seconds=settings.send_backoff_seconds,
+            )
         with unit_of_work() as session:
             batch = record_outcomes(session=session, outcomes=outcomes)
         total.claimed += batch.claimed
@@ -363,6 +371,20 @@ def drain_outbox(
 @task(name="send-queued-messages", cache_policy=NO_CACHE)
 def send_queued_messages(channel: str | None = None, batch_size: int = 500) -> SendSummary:
     """Hand every queued message to its channel, a batch at a time, and record each outcome."""
+    settings = get_settings()
     return drain_outbox(
-        settings=get_settings(), channel=MessageChannel(channel) if channel else None, batch_size=batch_size
+        settings=settings,
+        channel=MessageChannel(channel) if channel else None,
+        batch_size=batch_size,
+        rate_limit_name=settings.sms_rate_limit_name,
     )
+
+
+def take_rate_slots(name: str, messages: list[ClaimedMessage]) -> None:
+    """Wait for the provider's SMS rate: one slot per SMS from a Prefect global rate limit whose slots decay
+    at the provider's rate (`carepath serve` creates it; a limit that does not exist is not enforced)."""
+    from prefect.concurrency.sync import rate_limit
+
+    sms = sum(m.channel is MessageChannel.SMS for m in messages)
+    if sms:
+        rate_limit(name, occupy=sms)

@@ -19,6 +19,7 @@ from tests.utils.databases import BACKEND, empty_all_tables, fresh_database
 for _key in [k for k in os.environ if k.startswith(("CAREPATH_", "TWILIO_", "SENDGRID_"))]:
     if _key not in ("CAREPATH_TEST_DB", "CAREPATH_TEST_POSTGRES_URL"):
         del os.environ[_key]
+os.environ["CAREPATH_ENV_FILE"] = ""  # never a developer's .env
 os.environ.setdefault("CAREPATH_SEND_BACKOFF_SECONDS", "0.01")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("CAREPATH_PUBLIC_BASE_URL", "https://care.example.test")
