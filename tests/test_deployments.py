@@ -1,0 +1,56 @@
+"""Every deployment in prefect.yaml loads: its entrypoint imports, its parameters validate, its triggers
+expect events Carepath emits, and its run form can be filled from defaults."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+import yaml
+from prefect.utilities.callables import parameter_schema
+
+from carepath.events import EVENT_NAMES
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+DEPLOYMENTS = CONFIG["deployments"]
+
+
+def load_flow(entrypoint: str):  # noqa: ANN201
+    path, name = entrypoint.split(":")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    return getattr(module, name)
+
+
+def test_every_flow_has_a_deployment() -> None:
+    flows = {p.stem for p in (ROOT / "flows").glob("*.py") if p.stem != "__init__"}
+    deployed = {d["entrypoint"].split("/")[1].split(".py")[0] for d in DEPLOYMENTS}
+    assert flows == deployed
+
+
+@pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=[d["name"] for d in DEPLOYMENTS])
+def test_deployment_loads_and_defaults_validate(deployment: dict) -> None:
+    flow = load_flow(deployment["entrypoint"])
+    assert flow.name == deployment["name"]
+    assert deployment["work_pool"]["name"] == "carepath-process"
+    assert deployment["tags"] and deployment["description"]
+    schema = parameter_schema(flow).model_dump_for_openapi()
+    # A run started from the UI with defaults must not be refused: nothing may be required.
+    assert schema.get("required", []) == []
+    for name, prop in schema["properties"].items():
+        assert prop.get("description"), f"{deployment['name']}.{name} has no description for the UI form"
+    flow.validate_parameters(deployment.get("parameters") or {})
+
+
+@pytest.mark.parametrize("deployment", [d for d in DEPLOYMENTS if d.get("triggers")], ids=lambda d: d["name"])
+def test_triggers_expect_events_carepath_emits(deployment: dict) -> None:
+    emitted = set(EVENT_NAMES.values())
+    for trigger in deployment["triggers"]:
+        assert set(trigger["expect"]) <= emitted
+
+
+def test_schedules() -> None:
+    by_name = {d["name"]: d for d in DEPLOYMENTS}
+    assert by_name["inbox-sweep"]["schedules"][0]["cron"] == "* * * * *"
+    assert by_name["delivery-analytics"]["schedules"]
