@@ -34,12 +34,20 @@ def free_port() -> int:
 
 
 def request_bytes(port: int, event_id: str) -> bytes:
-    body = json.dumps({"event_id": event_id, "device_id": "BDEV-0000001", "error_code": 14,
-                       "occurred_at": datetime.now(UTC).isoformat()}).encode()
+    body = json.dumps(
+        {
+            "event_id": event_id,
+            "device_id": "BDEV-0000001",
+            "error_code": 14,
+            "occurred_at": datetime.now(UTC).isoformat(),
+        }
+    ).encode()
     ts = int(time.time())
-    head = (f"POST /webhooks/iot/faults HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-            f"X-Carepath-Timestamp: {ts}\r\nX-Carepath-Signature: {sign_carepath(SECRET, ts, body)}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n")
+    head = (
+        f"POST /webhooks/iot/faults HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"X-Carepath-Timestamp: {ts}\r\nX-Carepath-Signature: {sign_carepath(SECRET, ts, body)}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
     return head.encode() + body
 
 
@@ -68,7 +76,9 @@ async def load(port: int, ids: list[str], connections: int) -> list[int]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pg", default=os.environ.get("PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"))
+    p.add_argument(
+        "--pg", default=os.environ.get("PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+    )
     p.add_argument("--events", type=int, default=30_000)
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
@@ -79,13 +89,32 @@ def main() -> None:
 
     upgrade(url)
     port = free_port()
-    env = {**os.environ, "CAREPATH_DATABASE_URL": url, "CAREPATH_IOT_WEBHOOK_SECRET": SECRET,
-           "CAREPATH_ENV_FILE": "", "PREFECT_API_URL": ""}
+    env = {
+        **os.environ,
+        "CAREPATH_DATABASE_URL": url,
+        "CAREPATH_IOT_WEBHOOK_SECRET": SECRET,
+        "CAREPATH_ENV_FILE": "",
+        "PREFECT_API_URL": "",
+    }
     env.pop("PREFECT_API_URL")
     receiver = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "receiver.app:create_app", "--factory", "--port", str(port),
-         "--workers", str(args.workers), "--no-access-log", "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "receiver.app:create_app",
+            "--factory",
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         for _ in range(200):
@@ -100,17 +129,23 @@ def main() -> None:
         statuses = asyncio.run(load(port, ids, args.connections))
         elapsed = time.perf_counter() - t
         accepted = sum(s == 202 for s in statuses)
-        print(f"ingest: {accepted:,} of {len(ids):,} signed events accepted in {elapsed:.2f} s = "
-              f"{accepted / elapsed:,.0f} events/s ({args.connections} connections, {args.workers} receiver "
-              f"worker(s), PostgreSQL; goal ≥ 2,000/s)")
+        print(
+            f"ingest: {accepted:,} of {len(ids):,} signed events accepted in {elapsed:.2f} s = "
+            f"{accepted / elapsed:,.0f} events/s ({args.connections} connections, {args.workers} receiver "
+            f"worker(s), PostgreSQL; goal ≥ 2,000/s)"
+        )
         resent = asyncio.run(load(port, ids[:2000], 16))
         engine = create_engine(url)
         with engine.connect() as conn:
-            stored = conn.execute(text("SELECT count(*) FROM inbox_event WHERE event_id LIKE 'load-%'")).scalar()
+            stored = conn.execute(
+                text("SELECT count(*) FROM inbox_event WHERE event_id LIKE 'load-%'")
+            ).scalar()
         engine.dispose()
-        print(f"inbox: {stored:,} rows for {accepted:,} accepted events "
-              f"({'none lost' if stored == accepted else 'MISMATCH'}); 2,000 resends answered "
-              f"{sum(s == 202 for s in resent):,}× 202 and added {stored - accepted} rows")
+        print(
+            f"inbox: {stored:,} rows for {accepted:,} accepted events "
+            f"({'none lost' if stored == accepted else 'MISMATCH'}); 2,000 resends answered "
+            f"{sum(s == 202 for s in resent):,}× 202 and added {stored - accepted} rows"
+        )
     finally:
         receiver.terminate()
         receiver.wait(20)

@@ -17,7 +17,7 @@ CONFIG = yaml.safe_load((ROOT / "prefect.yaml").read_text())
 DEPLOYMENTS = CONFIG["deployments"]
 
 
-def load_flow(entrypoint: str):  # noqa: ANN201
+def load_flow(entrypoint: str):
     path, name = entrypoint.split(":")
     module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
     return getattr(module, name)
