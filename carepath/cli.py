@@ -83,6 +83,46 @@ def cmd_show_case(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_set_status(args: argparse.Namespace) -> int:
+    """Change a case's status as an agent would; the case-status journey then tells the customer."""
+    from carepath.events import announce, prefect_api_url
+    from models import Case, CaseStatus, InboxEvent
+    from tasks.case_status import change_case_status
+
+    with unit_of_work() as session:
+        case = session.scalars(select(Case).where(Case.ticket_number == args.ticket)).one_or_none()
+        if case is None:
+            print(f"no case {args.ticket}", file=sys.stderr)
+            return 1
+        change = change_case_status(
+            session=session,
+            case=case,
+            to_status=CaseStatus(args.status),
+            status_reason=args.reason,
+            resolution=args.resolution,
+            time_spent_minutes=args.minutes,
+            source="cli",
+        )
+        event_id = (
+            session.scalar(
+                select(InboxEvent.id).where(InboxEvent.event_id == f"case-status-change-{change.id}")
+            )
+            if change
+            else None
+        )
+    if change is None:
+        print(f"{args.ticket} is already {args.status}")
+        return 0
+    announced = announce(
+        {("carepath", "case_status"): [event_id]}, api_url=prefect_api_url(get_settings().prefect_api_url)
+    )
+    print(
+        f"{args.ticket}: {change.from_status and change.from_status.value} → {change.to_status.value}"
+        f" ({'announced to Prefect' if announced else 'the inbox sweep will announce it'})"
+    )
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from tasks.inbox import replay_failed
 
@@ -163,6 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show-case", help="a case with its history and messages")
     p.add_argument("ticket")
     p.set_defaults(func=cmd_show_case)
+    p = sub.add_parser("set-status", help="change a case's status (the customer is told as configured)")
+    p.add_argument("ticket")
+    p.add_argument("status", choices=["active", "resolved", "cancelled"])
+    p.add_argument("--reason", default=None)
+    p.add_argument("--resolution", default=None)
+    p.add_argument("--minutes", type=int, default=None, help="time spent, for a resolution")
+    p.set_defaults(func=cmd_set_status)
     p = sub.add_parser("replay", help="put failed inbox events back to pending")
     p.add_argument("--source", default="iot")
     p.add_argument("--kind", default=None)

@@ -36,3 +36,26 @@ def prefect_event(source: str, kind: str, inbox_ids: list[int]) -> dict[str, Any
         "payload": {"inbox_ids": ids[:1000], "count": len(ids)},
         "related": [],
     }
+
+
+def prefect_api_url(configured: str | None = None) -> str | None:
+    """Where to announce: the setting, else PREFECT_API_URL (None: not announcing)."""
+    import os
+
+    url = configured or os.environ.get("PREFECT_API_URL")
+    return url.rstrip("/") if url else None
+
+
+def announce(groups: dict[tuple[str, str], list[int]], *, api_url: str | None, timeout: float = 5.0) -> bool:
+    """Post one Prefect event per (source, kind) group of new inbox rows; False when Prefect did not take
+    them (the rows stay unannounced and the sweep tries again)."""
+    import httpx
+
+    if not api_url or not groups:
+        return False
+    events = [prefect_event(source, kind, ids) for (source, kind), ids in groups.items() if ids]
+    try:
+        httpx.post(f"{api_url}/events", json=events, timeout=timeout).raise_for_status()
+    except httpx.HTTPError:
+        return False
+    return True

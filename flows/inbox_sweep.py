@@ -55,6 +55,44 @@ def retry_early_callbacks(max_attempts: int, min_age_seconds: int) -> int:
 
 
 @task(cache_policy=NO_CACHE)
+def announce_unannounced(min_age_seconds: int, limit: int = 10_000) -> int:
+    """Emit the Prefect events that were never emitted (Prefect was down, or the change was made in
+    Carepath itself), so automations hear of every accepted event."""
+    from carepath.events import announce, prefect_api_url
+    from carepath.settings import get_settings
+
+    api_url = prefect_api_url(get_settings().prefect_api_url) or _current_api_url()
+    cutoff = utcnow() - timedelta(seconds=min_age_seconds)
+    with unit_of_work() as session:
+        rows = session.execute(
+            select(InboxEvent.id, InboxEvent.source, InboxEvent.kind)
+            .where(
+                InboxEvent.announced_at.is_(None),
+                InboxEvent.state == InboxState.PENDING,
+                InboxEvent.received_at < cutoff,
+            )
+            .order_by(InboxEvent.id)
+            .limit(limit)
+        ).all()
+        groups: dict[tuple[str, str], list[int]] = {}
+        for inbox_id, source, kind in rows:
+            groups.setdefault((source, kind), []).append(inbox_id)
+        if not announce(groups, api_url=api_url):
+            return 0
+        session.execute(
+            update(InboxEvent).where(InboxEvent.id.in_([r[0] for r in rows])).values(announced_at=utcnow()),
+            execution_options={"synchronize_session": False},
+        )
+    return len(rows)
+
+
+def _current_api_url() -> str | None:
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
+
+
+@task(cache_policy=NO_CACHE)
 def release_stale_sends(minutes: int) -> int:
     """Messages stuck in `sending` after a worker died are failed for review, never resent."""
     with unit_of_work() as session:
@@ -62,14 +100,22 @@ def release_stale_sends(minutes: int) -> int:
 
 
 @flow(name="inbox-sweep")
-def inbox_sweep(max_attempts: int = 5, retry_after_seconds: int = 60, stale_send_minutes: int = 10) -> dict:
-    """Drain every kind of pending inbox row, retry early callbacks, release stuck sends.
+def inbox_sweep(
+    max_attempts: int = 5,
+    retry_after_seconds: int = 60,
+    stale_send_minutes: int = 10,
+    announce_after_seconds: int = 5,
+) -> dict:
+    """Announce what was never announced, drain every kind of pending inbox row, retry early callbacks,
+    release stuck sends.
 
     Args:
+        announce_after_seconds: Pending rows unannounced for this long get their Prefect event now.
         max_attempts: Times a callback that arrived before its message is retried.
         retry_after_seconds: How long a failed callback waits before it is retried.
         stale_send_minutes: A message `sending` for longer than this is marked failed (outcome unknown).
     """
+    announced = announce_unannounced(announce_after_seconds)
     retried = retry_early_callbacks(max_attempts, retry_after_seconds)
     stale = release_stale_sends(stale_send_minutes)
     pending = pending_by_kind()
@@ -83,6 +129,12 @@ def inbox_sweep(max_attempts: int = 5, retry_after_seconds: int = 60, stale_send
     if any(pending.get(k) for k in ("twilio.status", "twilio.inbound", "sendgrid.event")):
         delivery_status()
         ran.append("delivery-status")
-    figures = {"pending": sum(pending.values()), "retried": retried, "stale_sends": stale, "ran": len(ran)}
+    figures = {
+        "pending": sum(pending.values()),
+        "announced": announced,
+        "retried": retried,
+        "stale_sends": stale,
+        "ran": len(ran),
+    }
     get_run_logger().info("inbox sweep: %s; ran %s", figures, ran or "nothing")
     return figures

@@ -234,3 +234,26 @@ def test_sendgrid_events_are_verified_with_ecdsa(receiver, session, sendgrid_key
     assert receiver.post("/webhooks/sendgrid/events", content=body, headers=stale).status_code == 401
     assert len(inbox(session)) == 2
     assert len(rejections(session)) == 2
+
+
+def test_behind_a_trusted_proxy_the_forwarded_url_is_what_twilio_signed(
+    receiver, session, monkeypatch
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from carepath.settings import get_settings, reset_settings
+    from receiver.app import create_app
+
+    form = {"MessageSid": "SMp", "MessageStatus": "sent"}
+    proxied = "https://hooks.carepath.example/webhooks/twilio/status"
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "hooks.carepath.example"}
+    # Not trusted (default): the configured public base URL is used, so this signature fails.
+    assert (
+        twilio_post(receiver, "/webhooks/twilio/status", form, url=proxied, headers=headers).status_code
+        == 401
+    )
+    monkeypatch.setenv("CAREPATH_TRUST_FORWARDED_HEADERS", "true")
+    reset_settings()
+    with TestClient(create_app(get_settings()), base_url="http://10.0.0.5:8000") as behind_proxy:
+        response = twilio_post(behind_proxy, "/webhooks/twilio/status", form, url=proxied, headers=headers)
+    assert response.status_code == 202
