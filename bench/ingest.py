@@ -22,15 +22,10 @@ from datetime import UTC, datetime
 from sqlalchemy import create_engine, text
 
 from bench.setup_data import recreate_database
+from deployments.serve import free_port
 from receiver.signatures import sign_carepath
 
 SECRET = "bench-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def request_bytes(port: int, event_id: str) -> bytes:

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 
 from sqlalchemy import func, select, text
 
+from deployments.serve import free_port
+
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,12 +38,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--send", type=int, default=5_000, help="queued SMS to send to the stub")
     p.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
     return p.parse_args()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

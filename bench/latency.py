@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,16 +24,11 @@ import httpx
 
 from bench.setup_data import generate_organisation, recreate_database
 from carepath.provider_stub import ProviderStub
+from deployments.serve import free_port
 from receiver.signatures import sign_carepath
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def percentile(values: list[float], q: float) -> float:

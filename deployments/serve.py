@@ -12,6 +12,7 @@ import argparse
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -36,6 +37,13 @@ def ensure_dev_secrets(env_file: Path) -> None:
         env_file.write_text("\n".join([*existing, *added]) + "\n")
         env_file.chmod(0o600)
         print(f"generated webhook secrets in {env_file} ({', '.join(a.split('=')[0] for a in added)})")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_for(url: str, timeout: float, what: str) -> None:

@@ -35,14 +35,20 @@ def verify_carepath(
         raise SignatureError("no webhook secret is configured for this source")
     if not signature or not timestamp:
         raise SignatureError("missing X-Carepath-Signature or X-Carepath-Timestamp header")
+    sent_at = _fresh_timestamp(timestamp, "X-Carepath-Timestamp", tolerance, now)
+    if not hmac.compare_digest(sign_carepath(secret, sent_at, body), signature.strip()):
+        raise SignatureError("signature does not match the body")
+
+
+def _fresh_timestamp(timestamp: str, header: str, tolerance: int, now: float | None) -> int:
+    """The header's Unix time, refused when it is outside the window (a replay, or a skewed clock)."""
     try:
         sent_at = int(timestamp)
     except ValueError:
-        raise SignatureError("X-Carepath-Timestamp is not a Unix time") from None
+        raise SignatureError(f"{header} is not a Unix time") from None
     if abs((now if now is not None else time.time()) - sent_at) > tolerance:
         raise SignatureError(f"timestamp outside the {tolerance}-second window (replayed or clock skew)")
-    if not hmac.compare_digest(sign_carepath(secret, sent_at, body), signature.strip()):
-        raise SignatureError("signature does not match the body")
+    return sent_at
 
 
 def verify_twilio(
@@ -71,12 +77,7 @@ def verify_sendgrid(
         raise SignatureError("no SendGrid webhook verification key is configured")
     if not signature or not timestamp:
         raise SignatureError("missing X-Twilio-Email-Event-Webhook-Signature or -Timestamp header")
-    try:
-        sent_at = int(timestamp)
-    except ValueError:
-        raise SignatureError("X-Twilio-Email-Event-Webhook-Timestamp is not a Unix time") from None
-    if abs((now if now is not None else time.time()) - sent_at) > tolerance:
-        raise SignatureError(f"timestamp outside the {tolerance}-second window (replayed or clock skew)")
+    _fresh_timestamp(timestamp, "X-Twilio-Email-Event-Webhook-Timestamp", tolerance, now)
     try:
         valid = _sendgrid_verifier(public_key).verify_signature(body.decode("utf-8"), signature, timestamp)
     except (ValueError, UnicodeDecodeError):

@@ -11,7 +11,6 @@ from pydantic import ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from carepath.bulk import bulk_insert
 from carepath.db import unit_of_work
 from carepath.messages import render_status_email
 from carepath.rules.delivery import should_notify
@@ -25,13 +24,13 @@ from models import (
     Consent,
     Contact,
     Entitlement,
-    Message,
     MessageChannel,
     MessageStatus,
     ResolutionActivity,
 )
 from models.base import utcnow
 from tasks.inbox import claim_pending, mark_failed, mark_processed, store_events
+from tasks.messaging import insert_messages
 
 DEFAULT_REASONS = {
     CaseStatus.ACTIVE: "in_progress",
@@ -225,9 +224,7 @@ def queue_status_emails(
                 "updated_at": now,
             }
         )
-    bulk_insert(session, Message.__table__, rows, conflict_columns=["idempotency_key"])
-    blocked_count = sum(r["status"] is MessageStatus.BLOCKED for r in rows)
-    return len(rows) - blocked_count, blocked_count
+    return insert_messages(session=session, rows=rows)
 
 
 @task(name="drain-case-status-changes", cache_policy=NO_CACHE)

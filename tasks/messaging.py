@@ -89,9 +89,15 @@ def queue_fault_sms(
                 "updated_at": now,
             }
         )
+    return insert_messages(session=session, rows=rows)
+
+
+def insert_messages(*, session: Session, rows: list[dict]) -> tuple[int, int]:
+    """Add message rows to the outbox; a row whose idempotency key exists adds nothing.
+    Returns (queued, blocked) among the rows given."""
     bulk_insert(session, Message.__table__, rows, conflict_columns=["idempotency_key"])
-    blocked_count = sum(r["status"] is MessageStatus.BLOCKED for r in rows)
-    return len(rows) - blocked_count, blocked_count
+    blocked = sum(r["status"] is MessageStatus.BLOCKED for r in rows)
+    return len(rows) - blocked, blocked
 
 
 @dataclass(frozen=True)

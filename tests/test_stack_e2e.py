@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,17 +19,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from deployments.serve import free_port
 from models import Case
 from tests.utils.factories import make_contact, make_device
 from tests.utils.signing import CASES_SECRET, IOT_SECRET, carepath_headers
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(check, timeout: float, what: str):
