@@ -11,6 +11,7 @@ import logging
 import signal
 import time
 
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from sqlalchemy import func, select
 
 from carepath.db import unit_of_work
@@ -55,7 +56,15 @@ def run(poll_seconds: float = 0.2) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     logger.info("drain loop polling the inbox every %.2f s", poll_seconds)
-    while not stopping:
+    # Heartbeats let Prefect notice a run whose process died; these runs last a second or two in a process
+    # that is itself watched, and at their end the engine waits up to a second for the heartbeat thread,
+    # which is most of a fault's time to SMS on a SQLite-backed server. So this loop runs without them.
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        _loop(flows, poll_seconds, lambda: stopping)
+
+
+def _loop(flows: dict, poll_seconds: float, stopping) -> None:  # noqa: ANN001
+    while not stopping():
         try:
             waiting = pending_kinds()
             ran = False
