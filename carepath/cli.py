@@ -152,7 +152,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     figures = iot_fault_journey()
     print_demo_report(figures)
+    resolve_demo_case()
     return 0
+
+
+def resolve_demo_case() -> None:
+    """The second journey: an agent resolves the boiler case; the customer gets the email."""
+    from flows.case_status_journey import case_status_journey
+    from models import Case, CaseStatus, Message, MessageChannel
+    from tasks.case_status import change_case_status
+
+    with unit_of_work() as session:
+        case = session.scalars(
+            select(Case).where(Case.device_id == "DEV-000001", Case.status == CaseStatus.ACTIVE)
+        ).first()
+        if case is None:
+            return
+        change_case_status(
+            session=session,
+            case=case,
+            to_status=CaseStatus.RESOLVED,
+            source="demo-agent",
+            time_spent_minutes=35,
+            resolution="The boiler's pressure was restored to 1.5 bar and the expansion vessel refilled.",
+        )
+        ticket = case.ticket_number
+    print(f"\nAn agent resolves {ticket}; the case-status journey tells the customer:")
+    case_status_journey()
+    with unit_of_work() as session:
+        for m in session.scalars(
+            select(Message)
+            .join(Case, Case.id == Message.case_id)
+            .where(Case.ticket_number == ticket, Message.channel == MessageChannel.EMAIL)
+        ):
+            print(
+                f"  [{m.status.value}] email to {m.to_address} via {m.provider or '-'}\n  Subject: {m.subject}\n"
+                + "\n".join(f"    {line}" for line in m.body.splitlines())
+            )
 
 
 def print_demo_report(figures: dict[str, int]) -> None:

@@ -75,7 +75,9 @@ class Settings(BaseSettings):
     )
     receiver_batch_rows: int = Field(default=500, ge=1, description="Inbox rows per receiver flush.")
     receiver_batch_wait_ms: float = Field(default=5.0, ge=0, description="Longest wait before a flush.")
-    announce_interval_ms: float = Field(default=1000.0, ge=0, description="Coalesce Prefect events this long.")
+    announce_interval_ms: float = Field(
+        default=1000.0, ge=0, description="Coalesce Prefect events this long."
+    )
     prefect_api_url: str | None = Field(
         default=None, description="Prefect API for announcing events (default: PREFECT_API_URL)."
     )

@@ -63,7 +63,7 @@ def run(poll_seconds: float = 0.2) -> None:
         _loop(flows, poll_seconds, lambda: stopping)
 
 
-def _loop(flows: dict, poll_seconds: float, stopping) -> None:  # noqa: ANN001
+def _loop(flows: dict, poll_seconds: float, stopping) -> None:
     while not stopping():
         try:
             waiting = pending_kinds()

@@ -16,14 +16,19 @@ from tasks.ingest import store_fault_events
 from tests.utils.databases import BACKEND
 from tests.utils.factories import fault_event, make_device
 
-pytestmark = pytest.mark.skipif(BACKEND != "postgresql", reason="concurrent drains need row locks (PostgreSQL)")
+pytestmark = pytest.mark.skipif(
+    BACKEND != "postgresql", reason="concurrent drains need row locks (PostgreSQL)"
+)
 
 
-def test_four_drains_racing_on_the_same_devices(session) -> None:  # noqa: ANN001
+def test_four_drains_racing_on_the_same_devices(session) -> None:
     devices = [make_device(session) for _ in range(40)]
     t0 = datetime.now(UTC) - timedelta(minutes=20)
-    events = [fault_event(d.device_id, 12 + n, occurred_at=t0 + timedelta(minutes=n))
-              for n in range(3) for d in devices]  # three critical faults per device, spread over batches
+    events = [
+        fault_event(d.device_id, 12 + n, occurred_at=t0 + timedelta(minutes=n))
+        for n in range(3)
+        for d in devices
+    ]  # three critical faults per device, spread over batches
     store_fault_events(session=session, events=events)
     session.commit()
     totals: list[DrainSummary] = []
