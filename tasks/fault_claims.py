@@ -19,35 +19,43 @@ from sqlalchemy.orm import Session
 from carepath.db import is_postgres
 from carepath.rules.faults import Fault
 from carepath.schemas import FaultIn, describe_validation_error
-from tasks.inbox import ClaimedEvent, claim_pending
+from tasks.inbox import ClaimedEvent, claim_pending, mark_processed
 
 _CANONICAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
 _CANONICAL_CODE = re.compile(r"\d{1,7}")
 
+# Claiming marks the rows processed in the same statement (one pass over them, not a lock now and an
+# update later); a fault that turns out bad is marked failed afterwards, in the same transaction.
 _PG_CLAIM = text(
     """
-    SELECT id, event_id,
+    UPDATE inbox_event
+    SET state = 'processed', processed_at = now(), error = NULL, attempts = attempts + 1
+    WHERE id IN (
+        SELECT id FROM inbox_event
+        WHERE state = 'pending' AND source = 'iot' AND kind = 'fault'
+        ORDER BY id
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING id, event_id,
            jsonb_typeof(payload->'event_id') = 'string' AND payload->>'event_id' = event_id AS same_id,
            jsonb_typeof(payload->'device_id') AS device_type, payload->>'device_id' AS device_id,
            jsonb_typeof(payload->'error_code') AS code_type, payload->>'error_code' AS code,
            jsonb_typeof(payload->'occurred_at') AS time_type, payload->>'occurred_at' AS occurred_at,
            jsonb_typeof(payload->'message') AS message_type, payload->>'message' AS message
-    FROM inbox_event
-    WHERE state = 'pending' AND source = 'iot' AND kind = 'fault'
-    ORDER BY id
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
     """
 )
 
 
 def claim_faults(*, session: Session, limit: int) -> tuple[int, list[Fault], dict[int, str]]:
-    """Lock up to `limit` pending faults; return how many, the valid faults, and each invalid one's reason."""
+    """Claim up to `limit` pending faults, marking them processed (the caller marks the bad ones failed, in
+    the same transaction); return how many, the valid faults, and each invalid one's reason."""
     if not is_postgres(session):
         events = claim_pending(session=session, source="iot", kind="fault", limit=limit)
+        mark_processed(session=session, ids=[e.id for e in events])
         faults, errors = parse_faults(events)
         return len(events), faults, errors
-    rows = session.execute(_PG_CLAIM, {"limit": limit}).all()
+    rows = sorted(session.execute(_PG_CLAIM, {"limit": limit}).all(), key=lambda r: r.id)
     faults, slow = [], []
     for row in rows:
         fault = _canonical_fault(row)

@@ -26,7 +26,7 @@ from models import Consent, Contact, Device, DeviceFault, MessageChannel, Produc
 from models.base import utcnow
 from tasks.cases import NewIotCase, attach_faults_to_open_cases, find_open_cases, open_iot_cases
 from tasks.fault_claims import claim_faults
-from tasks.inbox import mark_failed, mark_processed
+from tasks.inbox import mark_failed
 from tasks.messaging import queue_fault_sms
 
 JOURNEY = "iot_fault_journey"
@@ -215,7 +215,6 @@ def drain_fault_batch(
         status_callback=sms_status_callback,
     )
     mark_failed(session=session, errors=errors)
-    mark_processed(session=session, ids=[f.ref for fs in known.values() for f in fs])
 
     summary.failed, summary.errors = len(errors), errors
     summary.processed = summary.claimed - summary.failed

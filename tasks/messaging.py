@@ -7,6 +7,7 @@ that state, and the unique idempotency key, are what guarantee one send per (cas
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -201,7 +202,21 @@ def deliver(
     max_attempts: int,
     backoff_seconds: float,
 ) -> list[Outcome]:
-    """Send a claimed batch with up to `concurrency` requests in flight."""
+    """Send a claimed batch with up to `concurrency` requests in flight.
+
+    SMS go through the sender's async client when it has one (one thread, many requests in flight: the
+    Twilio SDK's async client sends several times faster than its sync client in threads); the rest, and
+    every sender without one, go through a thread pool.
+    """
+    sms = [m for m in messages if m.channel is MessageChannel.SMS]
+    if sms and hasattr(sms_sender, "send_sms_async") and not _loop_running():
+        others = [m for m in messages if m.channel is not MessageChannel.SMS]
+        outcomes = asyncio.run(
+            _deliver_sms_async(sms, sms_sender, status_callback, concurrency, max_attempts, backoff_seconds)
+        )
+        messages = others
+    else:
+        outcomes = []
 
     def one(m: ClaimedMessage) -> Outcome:
         return deliver_one(
@@ -214,9 +229,45 @@ def deliver(
         )
 
     if concurrency <= 1 or len(messages) <= 1:
-        return [one(m) for m in messages]
+        return outcomes + [one(m) for m in messages]
     with ThreadPoolExecutor(max_workers=min(concurrency, len(messages))) as pool:
-        return list(pool.map(one, messages))
+        return outcomes + list(pool.map(one, messages))
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+async def _deliver_sms_async(
+    messages: list[ClaimedMessage],
+    sender,
+    status_callback: str | None,
+    concurrency: int,
+    max_attempts: int,
+    backoff_seconds: float,
+) -> list[Outcome]:
+    """The async twin of `deliver_one` for a batch of SMS: same retries, many in flight."""
+    gate = asyncio.Semaphore(concurrency)
+    async with sender.async_client() as client:
+
+        async def one(m: ClaimedMessage) -> Outcome:
+            sms = OutgoingSms(m.to_address, m.body, m.idempotency_key, status_callback)
+            async with gate:
+                attempt = 0
+                while True:
+                    attempt += 1
+                    try:
+                        return Outcome(m, await sender.send_sms_async(sms, client), None, attempt)
+                    except ProviderError as exc:
+                        if not exc.transient or attempt >= max_attempts:
+                            return Outcome(m, None, exc, attempt)
+                    await asyncio.sleep(backoff_seconds * (2 ** (attempt - 1)))
+
+        return list(await asyncio.gather(*(one(m) for m in messages)))
 
 
 def record_outcomes(*, session: Session, outcomes: list[Outcome]) -> SendSummary:
