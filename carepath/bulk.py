@@ -23,21 +23,35 @@ def _pg_array_cast(column: Column, dialect) -> str:
 
 
 def pg_array_literal(values: Iterable[Any]) -> str:
-    """Values in PostgreSQL's array input syntax, e.g. `{1,NULL,"say \"hi\""}`."""
-    out = []
-    for v in values:
-        if v is None:
-            out.append("NULL")
-        elif isinstance(v, bool):
-            out.append("t" if v else "f")
-        elif isinstance(v, int | float):
-            out.append(str(v))
-        elif isinstance(v, datetime | date):
-            out.append(v.isoformat())
-        else:
-            escaped = str(v).replace("\\", "\\\\").replace('"', '\\"')
-            out.append(f'"{escaped}"')
-    return "{" + ",".join(out) + "}"
+    """Values in PostgreSQL's array input syntax, e.g. `{1,NULL,"say \"hi\""}`; one type per array."""
+    values = list(values)
+    sample = next((v for v in values if v is not None), None)
+    if sample is None:
+        return "{" + ",".join("NULL" for _ in values) + "}"
+    if isinstance(sample, bool):
+        text_of = _bool_text
+    elif isinstance(sample, int | float):
+        text_of = str
+    elif isinstance(sample, datetime | date):
+        text_of = _iso_text  # ISO text has no comma, quote, brace or space: no quoting needed
+    else:
+        text_of = _quoted_text
+    return "{" + ",".join("NULL" if v is None else text_of(v) for v in values) + "}"
+
+
+def _bool_text(v: bool) -> str:
+    return "t" if v else "f"
+
+
+def _iso_text(v: date) -> str:
+    return v.isoformat()
+
+
+def _quoted_text(v: Any) -> str:
+    s = str(v)
+    if "\\" in s or '"' in s:
+        s = s.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{s}"'
 
 
 def _db_values(column: Column, dialect, values: list[Any]) -> list[Any]:

@@ -10,6 +10,7 @@ every error message stay exactly pydantic's.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from pydantic import ValidationError
@@ -47,14 +48,23 @@ _PG_CLAIM = text(
 )
 
 
-def claim_faults(*, session: Session, limit: int) -> tuple[int, list[Fault], dict[int, str]]:
+@dataclass
+class ClaimedFaults:
+    count: int  # rows claimed, valid or not
+    faults: list[Fault]
+    errors: dict[int, str]  # inbox id → why the fault is invalid
+    # Inbox ids whose payload is in the canonical shape: PostgreSQL can copy them straight from the inbox.
+    canonical: set[int] = field(default_factory=set)
+
+
+def claim_faults(*, session: Session, limit: int) -> ClaimedFaults:
     """Claim up to `limit` pending faults, marking them processed (the caller marks the bad ones failed, in
     the same transaction); return how many, the valid faults, and each invalid one's reason."""
     if not is_postgres(session):
         events = claim_pending(session=session, source="iot", kind="fault", limit=limit)
         mark_processed(session=session, ids=[e.id for e in events])
         faults, errors = parse_faults(events)
-        return len(events), faults, errors
+        return ClaimedFaults(len(events), faults, errors)
     rows = sorted(session.execute(_PG_CLAIM, {"limit": limit}).all(), key=lambda r: r.id)
     faults, slow = [], []
     for row in rows:
@@ -70,7 +80,7 @@ def claim_faults(*, session: Session, limit: int) -> tuple[int, list[Fault], dic
         )
         more, errors = parse_faults([ClaimedEvent(r.id, r.event_id, r.payload) for r in payloads])
         faults.extend(more)
-    return len(rows), faults, errors
+    return ClaimedFaults(len(rows), faults, errors, {f.ref for f in faults} - set(slow))
 
 
 def _canonical_fault(row) -> Fault | None:
@@ -93,9 +103,8 @@ def _canonical_fault(row) -> Fault | None:
     except ValueError:
         return None
     if row.message_type not in (None, "null"):
-        if row.message_type != "string" or len(message.strip()) > 500:
+        if row.message_type != "string" or len(message) > 500 or message != message.strip():
             return None
-        message = message.strip()
     else:
         message = None
     return Fault(row.id, device_id, error_code, at, message)

@@ -14,12 +14,12 @@ from datetime import datetime
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import and_, select
+from sqlalchemy import and_, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from carepath.bulk import bulk_insert, in_list
-from carepath.db import unit_of_work
+from carepath.bulk import bulk_insert, in_list, pg_array_literal
+from carepath.db import is_postgres, unit_of_work
 from carepath.rules.faults import DevicePlan, Fault, FaultAction, FaultRules, plan_device
 from carepath.settings import Settings, get_settings
 from models import Consent, Contact, Device, DeviceFault, MessageChannel, Product
@@ -137,9 +137,45 @@ def load_recent_fault_times(
     return times
 
 
-def record_faults(*, session: Session, plans: list[DevicePlan], case_ids: dict[str, int]) -> None:
-    """Keep every fault, critical or not, linked to the case it attached to."""
+_COPY_FAULTS = text(
+    """
+    INSERT INTO device_fault (inbox_event_id, device_id, error_code, occurred_at, message, critical, case_id,
+                              recorded_at)
+    SELECT e.id, e.payload->>'device_id', (e.payload->>'error_code')::integer,
+           (e.payload->>'occurred_at')::timestamptz, e.payload->>'message', v.critical, v.case_id, :now
+    FROM unnest(CAST(:ids AS integer[]), CAST(:critical AS boolean[]), CAST(:case_ids AS integer[]))
+         AS v(id, critical, case_id)
+    JOIN inbox_event e ON e.id = v.id
+    """
+)
+
+
+def record_faults(
+    *, session: Session, plans: list[DevicePlan], case_ids: dict[str, int], canonical: set[int] = frozenset()
+) -> None:
+    """Keep every fault, critical or not, linked to the case it attached to.
+
+    On PostgreSQL, faults whose inbox payload is canonical are copied from the inbox server-side (only ids,
+    flags and case ids travel); the others are inserted from their validated values.
+    """
     now = utcnow()
+    decisions = [(plan, d) for plan in plans for d in plan.decisions]
+    if canonical and is_postgres(session):
+        copied = [(p, d) for p, d in decisions if d.fault.ref in canonical]
+        if copied:
+            session.execute(
+                _COPY_FAULTS,
+                {
+                    "now": now,
+                    "ids": pg_array_literal(d.fault.ref for _, d in copied),
+                    "critical": pg_array_literal(d.critical for _, d in copied),
+                    "case_ids": pg_array_literal(
+                        case_ids.get(p.device_id) if d.action is not FaultAction.RECORD else None
+                        for p, d in copied
+                    ),
+                },
+            )
+        decisions = [(p, d) for p, d in decisions if d.fault.ref not in canonical]
     rows = [
         {
             "inbox_event_id": d.fault.ref,
@@ -151,8 +187,7 @@ def record_faults(*, session: Session, plans: list[DevicePlan], case_ids: dict[s
             "case_id": case_ids.get(plan.device_id) if d.action is not FaultAction.RECORD else None,
             "recorded_at": now,
         }
-        for plan in plans
-        for d in plan.decisions
+        for plan, d in decisions
     ]
     if rows:
         bulk_insert(session, DeviceFault.__table__, rows)
@@ -162,9 +197,10 @@ def drain_fault_batch(
     *, session: Session, rules: FaultRules, limit: int, tracking_url, sms_status_callback: str | None
 ) -> DrainSummary:
     """Claim up to `limit` faults → keep the critical ones → open or reuse cases → queue the SMS → mark done."""
-    claimed, faults, errors = claim_faults(session=session, limit=limit)
-    summary = DrainSummary(claimed=claimed)
-    if not claimed:
+    claim = claim_faults(session=session, limit=limit)
+    faults, errors = claim.faults, claim.errors
+    summary = DrainSummary(claimed=claim.count)
+    if not claim.count:
         return summary
     registered = load_known_devices(session=session, device_ids={f.device_id for f in faults})
     known: dict[str, list[Fault]] = defaultdict(list)
@@ -205,7 +241,7 @@ def drain_fault_batch(
     attached = [p for p in plans if p.attached and p.device_id not in opened]
     attach_faults_to_open_cases(session=session, plans=attached, case_ids=open_cases)
     case_ids = {**open_cases, **{d: c.id for d, c in opened.items()}}
-    record_faults(session=session, plans=plans, case_ids=case_ids)
+    record_faults(session=session, plans=plans, case_ids=case_ids, canonical=claim.canonical)
 
     queued, blocked = queue_fault_sms(
         session=session,
