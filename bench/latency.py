@@ -24,7 +24,7 @@ import httpx
 
 from bench.setup_data import generate_organisation, recreate_database
 from carepath.provider_stub import ProviderStub
-from deployments.serve import free_port
+from deployments.serve import free_port, loopback_env
 from receiver.signatures import sign_carepath
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,22 +59,15 @@ def main() -> None:
     generate_organisation(url, devices=1000)
     prefect_port, receiver_port = free_port(), free_port()
     with ProviderStub() as stub, tempfile.TemporaryDirectory() as home:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-        env.update(
-            {
-                "PREFECT_HOME": home,
-                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                "CAREPATH_DATABASE_URL": url,
-                "CAREPATH_ENV_FILE": "",
-                "CAREPATH_IOT_WEBHOOK_SECRET": SECRET,
-                "CAREPATH_CASES_WEBHOOK_SECRET": SECRET,
-                "CAREPATH_TWILIO_ACCOUNT_SID": "ACtest",
-                "CAREPATH_TWILIO_AUTH_TOKEN": "test-token",
-                "CAREPATH_TWILIO_BASE_URL": stub.base_url,
-                "CAREPATH_SMS_PER_SECOND": "100",
-                "CAREPATH_PUBLIC_BASE_URL": f"http://127.0.0.1:{receiver_port}",
-            }
+        env = loopback_env(
+            database_url=url,
+            prefect_home=home,
+            receiver_port=receiver_port,
+            provider_url=stub.base_url,
+            iot_secret=SECRET,
+            cases_secret=SECRET,
         )
+        env["CAREPATH_SMS_PER_SECOND"] = "100"
         if args.prefect_db == "postgresql":
             from sqlalchemy import make_url
 

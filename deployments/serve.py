@@ -46,6 +46,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def loopback_env(
+    *,
+    database_url: str,
+    prefect_home: str,
+    receiver_port: int,
+    provider_url: str,
+    iot_secret: str,
+    cases_secret: str,
+) -> dict[str, str]:
+    """The environment of a throwaway stack on loopback (tests, benchmarks): its own Prefect home, no .env,
+    both providers' SDKs pointed at a stub."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        {
+            "PREFECT_HOME": prefect_home,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "CAREPATH_DATABASE_URL": database_url,
+            "CAREPATH_ENV_FILE": "",
+            "CAREPATH_PUBLIC_BASE_URL": f"http://127.0.0.1:{receiver_port}",
+            "CAREPATH_IOT_WEBHOOK_SECRET": iot_secret,
+            "CAREPATH_CASES_WEBHOOK_SECRET": cases_secret,
+            "CAREPATH_TWILIO_ACCOUNT_SID": "ACtest",
+            "CAREPATH_TWILIO_AUTH_TOKEN": "test-token",
+            "CAREPATH_TWILIO_BASE_URL": provider_url,
+            "CAREPATH_SENDGRID_API_KEY": "SG.test-key",
+            "CAREPATH_SENDGRID_HOST": provider_url,
+        }
+    )
+    return env
+
+
 def wait_for(url: str, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -7,7 +7,6 @@ status webhook becomes an email at the SendGrid stub; the fault's Prefect event 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from deployments.serve import free_port
+from deployments.serve import free_port, loopback_env
 from models import Case
 from tests.utils.factories import make_contact, make_device
 from tests.utils.signing import CASES_SECRET, IOT_SECRET, carepath_headers
@@ -42,22 +41,13 @@ def stack(engine, database_url, provider_stub_server, tmp_path) -> Iterator[dict
     stub = provider_stub_server
     stub.reset()
     prefect_port, receiver_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(
-        {
-            "PREFECT_HOME": str(tmp_path / "prefect"),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "CAREPATH_DATABASE_URL": database_url,
-            "CAREPATH_ENV_FILE": "",
-            "CAREPATH_PUBLIC_BASE_URL": f"http://127.0.0.1:{receiver_port}",
-            "CAREPATH_IOT_WEBHOOK_SECRET": IOT_SECRET,
-            "CAREPATH_CASES_WEBHOOK_SECRET": CASES_SECRET,
-            "CAREPATH_TWILIO_ACCOUNT_SID": "ACtest",
-            "CAREPATH_TWILIO_AUTH_TOKEN": "test-token",
-            "CAREPATH_TWILIO_BASE_URL": stub.base_url,
-            "CAREPATH_SENDGRID_API_KEY": "SG.test-key",
-            "CAREPATH_SENDGRID_HOST": stub.base_url,
-        }
+    env = loopback_env(
+        database_url=database_url,
+        prefect_home=str(tmp_path / "prefect"),
+        receiver_port=receiver_port,
+        provider_url=stub.base_url,
+        iot_secret=IOT_SECRET,
+        cases_secret=CASES_SECRET,
     )
     log = open(tmp_path / "serve.log", "wb")
     proc = subprocess.Popen(
