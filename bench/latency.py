@@ -14,7 +14,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -24,7 +23,7 @@ import httpx
 
 from bench.setup_data import generate_organisation, recreate_database
 from carepath.provider_stub import ProviderStub
-from deployments.serve import free_port, loopback_env
+from deployments.serve import free_port, loopback_env, serve_command
 from receiver.signatures import sign_carepath
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,19 +74,9 @@ def main() -> None:
             env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = prefect_db.set(
                 drivername="postgresql+asyncpg"
             ).render_as_string(hide_password=False)
-        cmd = [
-            sys.executable,
-            "-m",
-            "deployments.serve",
-            "--prefect-port",
-            str(prefect_port),
-            "--receiver-port",
-            str(receiver_port),
-            "--worker-poll-seconds",
-            "1",
-        ]
-        if args.no_drain_loop:
-            cmd.append("--no-drain-loop")
+        cmd = serve_command(
+            prefect_port=prefect_port, receiver_port=receiver_port, drain_loop=not args.no_drain_loop
+        )
         serve = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             receiver = f"http://127.0.0.1:{receiver_port}"

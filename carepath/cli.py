@@ -87,7 +87,7 @@ def cmd_set_status(args: argparse.Namespace) -> int:
     """Change a case's status as an agent would; the case-status journey then tells the customer."""
     from carepath.events import announce, prefect_api_url
     from models import Case, CaseStatus, InboxEvent
-    from tasks.case_status import change_case_status
+    from tasks.case_status import change_case_status, status_change_event_id
 
     with unit_of_work() as session:
         case = session.scalars(select(Case).where(Case.ticket_number == args.ticket)).one_or_none()
@@ -105,7 +105,7 @@ def cmd_set_status(args: argparse.Namespace) -> int:
         )
         event_id = (
             session.scalar(
-                select(InboxEvent.id).where(InboxEvent.event_id == f"case-status-change-{change.id}")
+                select(InboxEvent.id).where(InboxEvent.event_id == status_change_event_id(change.id))
             )
             if change
             else None

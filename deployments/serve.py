@@ -46,6 +46,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def serve_command(*, prefect_port: int, receiver_port: int, drain_loop: bool = True) -> list[str]:
+    """The command that starts a stack (for tests and benchmarks: workers poll every second)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "deployments.serve",
+        "--prefect-port",
+        str(prefect_port),
+        "--receiver-port",
+        str(receiver_port),
+        "--worker-poll-seconds",
+        "1",
+    ]
+    return cmd if drain_loop else [*cmd, "--no-drain-loop"]
+
+
 def loopback_env(
     *,
     database_url: str,

@@ -87,12 +87,17 @@ def change_case_status(
             kind="case_status",
             events=[
                 (
-                    f"case-status-change-{change.id}",
+                    status_change_event_id(change.id),
                     {"case_id": case.id, "change_id": change.id, "to_status": to_status.value},
                 )
             ],
         )
     return change
+
+
+def status_change_event_id(change_id: int) -> str:
+    """The inbox event id under which a status change made in Carepath is announced."""
+    return f"case-status-change-{change_id}"
 
 
 def _use_entitlement(session: Session, case: Case, delta: int) -> None:

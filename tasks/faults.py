@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from carepath.bulk import bulk_insert, in_list, pg_array_literal
 from carepath.db import is_postgres, unit_of_work
-from carepath.rules.faults import DevicePlan, Fault, FaultAction, FaultRules, plan_device
+from carepath.rules.faults import DevicePlan, Fault, FaultAction, FaultRules, is_critical, plan_device
 from carepath.settings import Settings, get_settings
 from models import Consent, Contact, Device, DeviceFault, MessageChannel, Product
 from models.base import utcnow
@@ -212,7 +212,9 @@ def drain_fault_batch(
                 f"unknown device {f.device_id!r}: no such device is registered (replay once it is)"
             )
 
-    critical_devices = {d for d, fs in known.items() if any(f.error_code > rules.threshold for f in fs)}
+    critical_devices = {
+        d for d, fs in known.items() if any(is_critical(f.error_code, rules.threshold) for f in fs)
+    }
     batch_times = [f.occurred_at for d in critical_devices for f in known[d]]
     earlier = (
         load_recent_fault_times(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,7 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from deployments.serve import free_port, loopback_env
+from deployments.serve import free_port, loopback_env, serve_command
 from models import Case
 from tests.utils.factories import make_contact, make_device
 from tests.utils.signing import CASES_SECRET, IOT_SECRET, carepath_headers
@@ -51,17 +50,7 @@ def stack(engine, database_url, provider_stub_server, tmp_path) -> Iterator[dict
     )
     log = open(tmp_path / "serve.log", "wb")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "deployments.serve",
-            "--prefect-port",
-            str(prefect_port),
-            "--receiver-port",
-            str(receiver_port),
-            "--worker-poll-seconds",
-            "1",
-        ],
+        serve_command(prefect_port=prefect_port, receiver_port=receiver_port),
         cwd=ROOT,
         env=env,
         stdout=log,
