@@ -24,7 +24,14 @@ class Message(Base):
             sqlite_where=text("status = 'queued'"),
             postgresql_where=text("status = 'queued'"),
         ),
-        Index("ix_message_provider_id", "provider", "provider_message_id"),
+        # Only messages a provider accepted have an id to look up delivery callbacks by.
+        Index(
+            "ix_message_provider_id",
+            "provider",
+            "provider_message_id",
+            sqlite_where=text("provider_message_id IS NOT NULL"),
+            postgresql_where=text("provider_message_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
