@@ -23,27 +23,37 @@ from carepath.schemas import FaultIn, describe_validation_error
 from tasks.inbox import ClaimedEvent, claim_pending, mark_processed
 
 _CANONICAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
-_CANONICAL_CODE = re.compile(r"\d{1,7}")
 
 # Claiming marks the rows processed in the same statement (one pass over them, not a lock now and an
 # update later); a fault that turns out bad is marked failed afterwards, in the same transaction.
+# The ids come from an ARRAY(…) so the planner looks them up by primary key instead of hashing the whole
+# inbox. The server checks the payload's JSON types and event id, and whether the device is registered;
+# Python checks the rest.
 _PG_CLAIM = text(
-    """
-    UPDATE inbox_event
-    SET state = 'processed', processed_at = now(), error = NULL, attempts = attempts + 1
-    WHERE id IN (
-        SELECT id FROM inbox_event
-        WHERE state = 'pending' AND source = 'iot' AND kind = 'fault'
-        ORDER BY id
-        LIMIT :limit
-        FOR UPDATE SKIP LOCKED
+    r"""
+    WITH claimed AS (
+        UPDATE inbox_event
+        SET state = 'processed', processed_at = now(), error = NULL, attempts = attempts + 1
+        WHERE id = ANY(ARRAY(
+            SELECT id FROM inbox_event
+            WHERE state = 'pending' AND source = 'iot' AND kind = 'fault'
+            ORDER BY id
+            LIMIT :limit
+            FOR UPDATE SKIP LOCKED
+        ))
+        RETURNING id, event_id, payload
     )
-    RETURNING id, event_id,
-           jsonb_typeof(payload->'event_id') = 'string' AND payload->>'event_id' = event_id AS same_id,
-           jsonb_typeof(payload->'device_id') AS device_type, payload->>'device_id' AS device_id,
-           jsonb_typeof(payload->'error_code') AS code_type, payload->>'error_code' AS code,
-           jsonb_typeof(payload->'occurred_at') AS time_type, payload->>'occurred_at' AS occurred_at,
-           jsonb_typeof(payload->'message') AS message_type, payload->>'message' AS message
+    SELECT c.id,
+           jsonb_typeof(c.payload->'event_id') = 'string' AND c.payload->>'event_id' = c.event_id
+           AND jsonb_typeof(c.payload->'device_id') = 'string'
+           AND jsonb_typeof(c.payload->'error_code') = 'number'
+           AND jsonb_typeof(c.payload->'occurred_at') = 'string'
+           AND coalesce(jsonb_typeof(c.payload->'message'), 'null') IN ('string', 'null') AS shaped,
+           c.payload->>'device_id' AS device_id, c.payload->>'error_code' AS error_code,
+           c.payload->>'occurred_at' AS occurred_at, c.payload->>'message' AS message,
+           EXISTS (SELECT 1 FROM device d WHERE d.device_id = c.payload->>'device_id') AS known
+    FROM claimed c
+    ORDER BY c.id
     """
 )
 
@@ -55,6 +65,8 @@ class ClaimedFaults:
     errors: dict[int, str]  # inbox id → why the fault is invalid
     # Inbox ids whose payload is in the canonical shape: PostgreSQL can copy them straight from the inbox.
     canonical: set[int] = field(default_factory=set)
+    # Registered devices among the canonical faults' (the claim looked them up; the others' are not known).
+    registered: set[str] = field(default_factory=set)
 
 
 def claim_faults(*, session: Session, limit: int) -> ClaimedFaults:
@@ -65,14 +77,36 @@ def claim_faults(*, session: Session, limit: int) -> ClaimedFaults:
         mark_processed(session=session, ids=[e.id for e in events])
         faults, errors = parse_faults(events)
         return ClaimedFaults(len(events), faults, errors)
-    rows = sorted(session.execute(_PG_CLAIM, {"limit": limit}).all(), key=lambda r: r.id)
-    faults, slow = [], []
-    for row in rows:
-        fault = _canonical_fault(row)
-        if fault is None:
-            slow.append(row.id)
+    rows = session.execute(_PG_CLAIM, {"limit": limit}).all()
+    faults, slow, canonical, registered = [], [], set(), set()
+    fromisoformat, time_shape = datetime.fromisoformat, _CANONICAL_TIME.fullmatch
+    for ref, shaped, device_id, code, occurred, message, known in rows:
+        # What the server did not check: whitespace and lengths as pydantic sees them, a plain integer of
+        # at most 7 digits (no sign, fraction or exponent), a real date in the canonical form.
+        if (
+            shaped
+            and 0 < len(device_id) <= 64
+            and device_id == device_id.strip()
+            and 0 < len(code) <= 7
+            and code.isascii()
+            and code.isdigit()
+            and (message is None or (len(message) <= 500 and message == message.strip()))
+            and time_shape(occurred)
+        ):
+            error_code = int(code)
+            try:
+                at = fromisoformat(occurred)
+            except ValueError:
+                at = None
+            if at is None or error_code > 1_000_000:
+                slow.append(ref)
+                continue
+            faults.append(Fault(ref, device_id, error_code, at, message))
+            canonical.add(ref)
+            if known:
+                registered.add(device_id)
         else:
-            faults.append(fault)
+            slow.append(ref)
     errors: dict[int, str] = {}
     if slow:
         payloads = session.execute(
@@ -80,34 +114,7 @@ def claim_faults(*, session: Session, limit: int) -> ClaimedFaults:
         )
         more, errors = parse_faults([ClaimedEvent(r.id, r.event_id, r.payload) for r in payloads])
         faults.extend(more)
-    return ClaimedFaults(len(rows), faults, errors, {f.ref for f in faults} - set(slow))
-
-
-def _canonical_fault(row) -> Fault | None:
-    """A Fault when the row is in the canonical shape pydantic would accept unchanged, else None."""
-    if not (
-        row.same_id
-        and row.device_type == "string"
-        and row.code_type == "number"
-        and row.time_type == "string"
-    ):
-        return None
-    device_id, code, occurred, message = row.device_id, row.code, row.occurred_at, row.message
-    if not (0 < len(device_id) <= 64 and device_id == device_id.strip() and _CANONICAL_CODE.fullmatch(code)):
-        return None
-    error_code = int(code)
-    if error_code > 1_000_000 or not _CANONICAL_TIME.fullmatch(occurred):
-        return None
-    try:
-        at = datetime.fromisoformat(occurred)
-    except ValueError:
-        return None
-    if row.message_type not in (None, "null"):
-        if row.message_type != "string" or len(message) > 500 or message != message.strip():
-            return None
-    else:
-        message = None
-    return Fault(row.id, device_id, error_code, at, message)
+    return ClaimedFaults(len(rows), faults, errors, canonical, registered)
 
 
 def parse_faults(events: list[ClaimedEvent]) -> tuple[list[Fault], dict[int, str]]:

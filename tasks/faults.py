@@ -151,43 +151,54 @@ _COPY_FAULTS = text(
 
 
 def record_faults(
-    *, session: Session, plans: list[DevicePlan], case_ids: dict[str, int], canonical: set[int] = frozenset()
+    *,
+    session: Session,
+    plans: list[DevicePlan],
+    case_ids: dict[str, int],
+    routine: list[Fault] = (),
+    canonical: set[int] = frozenset(),
 ) -> None:
     """Keep every fault, critical or not, linked to the case it attached to.
 
-    On PostgreSQL, faults whose inbox payload is canonical are copied from the inbox server-side (only ids,
-    flags and case ids travel); the others are inserted from their validated values.
+    `plans` are the devices that reported a critical fault; `routine` are the faults of devices that did
+    not (recorded as they are, on no case). On PostgreSQL, faults whose inbox payload is canonical are
+    copied from the inbox server-side (only ids, flags and case ids travel); the others are inserted from
+    their validated values.
     """
     now = utcnow()
-    decisions = [(plan, d) for plan in plans for d in plan.decisions]
+    # (fault, critical, case id) for every fault of the batch.
+    entries = [(f, False, None) for f in routine]
+    for plan in plans:
+        case_id = case_ids.get(plan.device_id)
+        entries.extend(
+            (d.fault, d.critical, case_id if d.action is not FaultAction.RECORD else None)
+            for d in plan.decisions
+        )
     if canonical and is_postgres(session):
-        copied = [(p, d) for p, d in decisions if d.fault.ref in canonical]
+        copied = [e for e in entries if e[0].ref in canonical]
         if copied:
             session.execute(
                 _COPY_FAULTS,
                 {
                     "now": now,
-                    "ids": pg_array_literal(d.fault.ref for _, d in copied),
-                    "critical": pg_array_literal(d.critical for _, d in copied),
-                    "case_ids": pg_array_literal(
-                        case_ids.get(p.device_id) if d.action is not FaultAction.RECORD else None
-                        for p, d in copied
-                    ),
+                    "ids": pg_array_literal(f.ref for f, _, _ in copied),
+                    "critical": pg_array_literal(critical for _, critical, _ in copied),
+                    "case_ids": pg_array_literal(case_id for _, _, case_id in copied),
                 },
             )
-        decisions = [(p, d) for p, d in decisions if d.fault.ref not in canonical]
+        entries = [e for e in entries if e[0].ref not in canonical]
     rows = [
         {
-            "inbox_event_id": d.fault.ref,
-            "device_id": d.fault.device_id,
-            "error_code": d.fault.error_code,
-            "occurred_at": d.fault.occurred_at,
-            "message": d.fault.message,
-            "critical": d.critical,
-            "case_id": case_ids.get(plan.device_id) if d.action is not FaultAction.RECORD else None,
+            "inbox_event_id": f.ref,
+            "device_id": f.device_id,
+            "error_code": f.error_code,
+            "occurred_at": f.occurred_at,
+            "message": f.message,
+            "critical": critical,
+            "case_id": case_id,
             "recorded_at": now,
         }
-        for plan, d in decisions
+        for f, critical, case_id in entries
     ]
     if rows:
         bulk_insert(session, DeviceFault.__table__, rows)
@@ -202,7 +213,10 @@ def drain_fault_batch(
     summary = DrainSummary(claimed=claim.count)
     if not claim.count:
         return summary
-    registered = load_known_devices(session=session, device_ids={f.device_id for f in faults})
+    registered = claim.registered | load_known_devices(
+        session=session,
+        device_ids={f.device_id for f in faults if f.ref not in claim.canonical} - claim.registered,
+    )
     known: dict[str, list[Fault]] = defaultdict(list)
     for f in faults:
         if f.device_id in registered:
@@ -212,9 +226,12 @@ def drain_fault_batch(
                 f"unknown device {f.device_id!r}: no such device is registered (replay once it is)"
             )
 
+    # Only devices that reported a critical fault need a plan; the rest are recorded as they are.
+    threshold = rules.threshold
     critical_devices = {
-        d for d, fs in known.items() if any(is_critical(f.error_code, rules.threshold) for f in fs)
+        f.device_id for fs in known.values() for f in fs if is_critical(f.error_code, threshold)
     }
+    routine = [f for d, fs in known.items() if d not in critical_devices for f in fs]
     batch_times = [f.occurred_at for d in critical_devices for f in known[d]]
     earlier = (
         load_recent_fault_times(
@@ -228,8 +245,10 @@ def drain_fault_batch(
     )
     open_cases = find_open_cases(session=session, device_ids=critical_devices)
     plans = [
-        plan_device(d, fs, earlier_fault_times=earlier.get(d, ()), has_open_case=d in open_cases, rules=rules)
-        for d, fs in known.items()
+        plan_device(
+            d, known[d], earlier_fault_times=earlier.get(d, ()), has_open_case=d in open_cases, rules=rules
+        )
+        for d in sorted(critical_devices)
     ]
 
     to_open = [p for p in plans if p.opens_case]
@@ -243,7 +262,7 @@ def drain_fault_batch(
     attached = [p for p in plans if p.attached and p.device_id not in opened]
     attach_faults_to_open_cases(session=session, plans=attached, case_ids=open_cases)
     case_ids = {**open_cases, **{d: c.id for d, c in opened.items()}}
-    record_faults(session=session, plans=plans, case_ids=case_ids, canonical=claim.canonical)
+    record_faults(session=session, plans=plans, case_ids=case_ids, routine=routine, canonical=claim.canonical)
 
     queued, blocked = queue_fault_sms(
         session=session,

@@ -27,7 +27,9 @@ def test_migrated_schema_matches_the_models(database_url):
 
 def test_fault_log_has_no_inbox_or_device_foreign_keys_but_keeps_its_case(database_url):
     fks = inspect(db.get_engine()).get_foreign_keys("device_fault")
-    assert [(fk["constrained_columns"], fk["referred_table"]) for fk in fks] == [(["case_id"], "support_case")]
+    assert [(fk["constrained_columns"], fk["referred_table"]) for fk in fks] == [
+        (["case_id"], "support_case")
+    ]
 
 
 def test_downgrade_to_0001_and_back(database_url):

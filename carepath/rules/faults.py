@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from functools import cached_property
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -19,9 +19,11 @@ class FaultRules:
     min_count: int = 1
 
 
-@dataclass(frozen=True)
-class Fault:
-    """A validated fault as the journey sees it; `ref` is the caller's handle (the inbox row id)."""
+class Fault(NamedTuple):
+    """A validated fault as the journey sees it; `ref` is the caller's handle (the inbox row id).
+
+    Named tuples rather than dataclasses: the drain makes one per fault, tens of thousands a second.
+    """
 
     ref: int
     device_id: str
@@ -36,28 +38,29 @@ class FaultAction(StrEnum):
     ATTACH = "attach"  # to the device's open case (existing, or opened earlier in this batch)
 
 
-@dataclass(frozen=True)
-class FaultDecision:
+class FaultDecision(NamedTuple):
     fault: Fault
     action: FaultAction
     critical: bool
     frequency: int | None  # the device's faults within the window ending at this fault (critical ones only)
 
 
-@dataclass(frozen=True)
 class DevicePlan:
-    """What one device's faults in a batch amount to."""
+    """What one device's faults in a batch amount to: each fault's decision, the one that opens a case (if
+    any) and those that count on a case (opened or attached)."""
 
-    device_id: str
-    decisions: tuple[FaultDecision, ...]
+    __slots__ = ("attached", "decisions", "device_id", "opens_case")
 
-    @cached_property
-    def opens_case(self) -> FaultDecision | None:
-        return next((d for d in self.decisions if d.action is FaultAction.OPEN_CASE), None)
+    def __init__(self, device_id: str, decisions: tuple[FaultDecision, ...]):
+        self.device_id = device_id
+        self.decisions = decisions
+        self.attached: list[FaultDecision] = [d for d in decisions if d.action is not FaultAction.RECORD]
+        self.opens_case: FaultDecision | None = next(
+            (d for d in self.attached if d.action is FaultAction.OPEN_CASE), None
+        )
 
-    @cached_property
-    def attached(self) -> list[FaultDecision]:
-        return [d for d in self.decisions if d.action is not FaultAction.RECORD]
+    def __repr__(self) -> str:
+        return f"DevicePlan({self.device_id!r}, {self.decisions!r})"
 
 
 def is_critical(error_code: int, threshold: int) -> bool:
