@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import create_engine, make_url, text
 
+from carepath.rules.messaging import is_e164
+
 BENCH_DB = "carepath_bench"
 
 
@@ -65,6 +67,14 @@ def generate_organisation(url: str, *, devices: int) -> None:
                    (date_trunc('year', now()) + interval '1 year - 1 day')::date, 15, 15,
                    '["iot","email","phone"]'::jsonb, '[]'::jsonb, false, 'active'
             FROM account WHERE tier = 'gold'""")
+        )
+        # What the ORM does when it writes a contact: check the phone once (see models.customers).
+        rows = conn.execute(text("SELECT id, phone FROM contact WHERE phone IS NOT NULL")).all()
+        conn.execute(
+            text("""
+            UPDATE contact c SET phone_checked = c.phone, phone_valid = v.ok
+            FROM unnest(CAST(:ids AS integer[]), CAST(:oks AS boolean[])) AS v(id, ok) WHERE c.id = v.id"""),
+            {"ids": [r.id for r in rows], "oks": [is_e164(r.phone) for r in rows]},
         )
         for table in ("account", "contact", "product"):
             conn.execute(

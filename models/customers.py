@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, func
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, event, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from carepath.rules.messaging import is_e164
 from models.base import Base, str_enum, utcnow
 from models.enums import ConsentStatus, LeadState, MessageChannel, Tier
 
@@ -42,6 +43,11 @@ class Contact(Base):
     last_name: Mapped[str] = mapped_column(String(100))
     email: Mapped[str | None] = mapped_column(String(254))
     phone: Mapped[str | None] = mapped_column(String(32))  # E.164
+    # The phone as last checked with libphonenumber, and whether it was a valid E.164 number: checked when
+    # the contact is written, so a drain opening thousands of cases does not parse every number again.
+    # Trusted only while `phone_checked` equals `phone` (a writer that bypasses the ORM leaves it stale).
+    phone_checked: Mapped[str | None] = mapped_column(String(32))
+    phone_valid: Mapped[bool | None]
     language: Mapped[str] = mapped_column(String(8), default="en")
     account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"), index=True)
     portal_login: Mapped[str | None] = mapped_column(String(254), unique=True)
@@ -55,6 +61,14 @@ class Contact(Base):
     @property
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}".strip()
+
+
+@event.listens_for(Contact, "before_insert")
+@event.listens_for(Contact, "before_update")
+def _check_phone(mapper, connection, contact: Contact) -> None:
+    if contact.phone != contact.phone_checked or contact.phone_valid is None:
+        contact.phone_checked = contact.phone
+        contact.phone_valid = is_e164(contact.phone) if contact.phone else None
 
 
 class Consent(Base):

@@ -66,6 +66,7 @@ class DeviceOwner:
     account_id: int | None
     first_name: str
     phone: str | None
+    phone_valid: bool | None  # checked when the contact was written; None: not known for this number
     language: str
     sms_consent: str | None
     product_id: int | None
@@ -93,6 +94,8 @@ def load_device_owners(*, session: Session, device_ids: set[str]) -> dict[str, D
             Contact.account_id,
             Contact.first_name,
             Contact.phone,
+            Contact.phone_checked,
+            Contact.phone_valid,
             Contact.language,
             Consent.status,
             Product.id,
@@ -111,11 +114,12 @@ def load_device_owners(*, session: Session, device_ids: set[str]) -> dict[str, D
             row[2],
             row[3],
             row[4],
-            row[5] or "en",
-            row[6].value if row[6] else None,
-            row[7],
-            row[8],
+            row[6] if row[5] == row[4] else None,
+            row[7] or "en",
+            row[8].value if row[8] else None,
             row[9],
+            row[10],
+            row[11],
         )
         for row in session.execute(stmt).tuples()
     }

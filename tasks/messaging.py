@@ -65,7 +65,9 @@ def queue_fault_sms(
     rows = []
     for c in cases:
         owner = owners[c.device_id]
-        blocked = sms_block_reason(phone=owner.phone, consent=owner.sms_consent)
+        blocked = sms_block_reason(
+            phone=owner.phone, consent=owner.sms_consent, phone_valid=owner.phone_valid
+        )
         rows.append(
             {
                 "idempotency_key": idempotency_key(c.id, FAULT_SMS_STEP),

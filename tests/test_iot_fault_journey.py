@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from flows.iot_fault_journey import iot_fault_journey
 from models import (
@@ -17,6 +17,7 @@ from models import (
     Channel,
     Consent,
     ConsentStatus,
+    Contact,
     DeliveryEvent,
     DeviceFault,
     InboxEvent,
@@ -177,6 +178,35 @@ def test_phone_that_is_not_e164_is_blocked_before_any_request(session, providers
     assert message.status is MessageStatus.BLOCKED
     assert "not a valid E.164" in message.status_reason
     assert providers.requests == []
+
+
+def test_phone_is_checked_when_the_contact_is_written_and_rechecked_when_changed_behind_the_orm(
+    session, providers
+) -> None:
+    good = make_contact(session, phone="+306912345678")
+    bad = make_contact(session, phone="+3912")
+    session.commit()
+    assert (good.phone_checked, good.phone_valid) == ("+306912345678", True)
+    assert (bad.phone_checked, bad.phone_valid) == ("+3912", False)
+    bad.phone = "+306912345679"  # through the ORM: checked again
+    session.commit()
+    assert (bad.phone_checked, bad.phone_valid) == ("+306912345679", True)
+    # A writer that bypasses the ORM leaves the check stale: the drain must not trust it.
+    session.execute(update(Contact).where(Contact.id == good.id).values(phone="+3913"))
+    session.commit()
+    ingest(
+        session,
+        fault_event(make_device(session, owner=good).device_id, 11),
+        fault_event(make_device(session, owner=bad).device_id, 11),
+    )
+
+    run_journey()
+
+    by_contact = {m.contact_id: m for m in session.scalars(select(Message))}
+    assert by_contact[good.id].status is MessageStatus.BLOCKED
+    assert "'+3913' is not a valid E.164" in by_contact[good.id].status_reason
+    assert by_contact[bad.id].status is MessageStatus.SENT
+    assert [m.form["To"] for m in providers.twilio_messages()] == ["+306912345679"]
 
 
 def test_number_the_provider_rejects_fails_with_code_and_reason(session, providers) -> None:

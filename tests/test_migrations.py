@@ -35,7 +35,7 @@ def test_fault_log_has_no_inbox_or_device_foreign_keys_but_keeps_its_case(databa
 def test_downgrade_to_0001_and_back(database_url):
     cfg = alembic_config(database_url)
     try:
-        command.downgrade(cfg, "0001")
+        command.downgrade(cfg, "0001")  # and back through every later step
         fks = inspect(db.get_engine()).get_foreign_keys("device_fault")
         assert {fk["referred_table"] for fk in fks} == {"support_case", "device", "inbox_event"}
     finally:

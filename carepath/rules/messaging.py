@@ -22,11 +22,14 @@ def is_e164(phone: str | None) -> bool:
     )
 
 
-def sms_block_reason(*, phone: str | None, consent: str | None) -> str | None:
+def sms_block_reason(
+    *, phone: str | None, consent: str | None, phone_valid: bool | None = None
+) -> str | None:
     """Why an SMS must not be sent to this contact, or None when it may be.
 
     `consent` is the contact's SMS consent status ("opted_in", "opted_out") or None when none was given:
-    texting needs an explicit opt-in.
+    texting needs an explicit opt-in. `phone_valid` is the result of checking this very number earlier
+    (when the contact was written), or None to check it now.
     """
     if consent == "opted_out":
         return "consent: contact opted out of SMS"
@@ -34,7 +37,7 @@ def sms_block_reason(*, phone: str | None, consent: str | None) -> str | None:
         return "consent: no SMS opt-in on record"
     if not phone:
         return "address: contact has no mobile phone"
-    if not is_e164(phone):
+    if not (is_e164(phone) if phone_valid is None else phone_valid):
         return f"address: phone number {phone!r} is not a valid E.164 number"
     return None
 

@@ -68,3 +68,22 @@ def test_email_block_reason(email: str | None, consent: str | None, blocked: boo
 )
 def test_transient(status: int | None, code: int | None, expected: bool) -> None:
     assert is_transient(http_status=status, code=code) is expected
+
+
+@pytest.mark.parametrize(
+    ("phone", "phone_valid", "blocked"),
+    [
+        ("+306912345678", True, False),
+        ("+306912345678", False, True),  # an earlier check said no: trusted, not re-parsed
+        ("+3912", True, False),  # an earlier check said yes: trusted
+        ("+3912", None, True),  # not checked before: checked now
+        ("+306912345678", None, False),
+    ],
+)
+def test_sms_block_reason_uses_an_earlier_phone_check(
+    phone: str, phone_valid: bool | None, blocked: bool
+) -> None:
+    reason = sms_block_reason(phone=phone, consent="opted_in", phone_valid=phone_valid)
+    assert (reason is not None) is blocked
+    if blocked:
+        assert "not a valid E.164" in reason
