@@ -94,20 +94,23 @@ def load_entitlement_terms(
     by_contact: dict[int, list[EntitlementTerms]] = {}
     if not account_ids and not contact_ids:
         return by_account, by_contact
-    stmt = select(Entitlement).where(
-        Entitlement.state == EntitlementState.ACTIVE,
-        Entitlement.starts_on <= on,
-        Entitlement.ends_on >= on,
-        or_(Entitlement.account_id.in_(account_ids), Entitlement.contact_id.in_(contact_ids)),
+    e = Entitlement
+    stmt = select(
+        e.id, e.account_id, e.contact_id, e.starts_on, e.ends_on, e.remaining, e.channels, e.product_ids
+    ).where(
+        e.state == EntitlementState.ACTIVE,
+        e.starts_on <= on,
+        e.ends_on >= on,
+        or_(in_list(e.account_id, account_ids, session), in_list(e.contact_id, contact_ids, session)),
     )
-    for e in session.scalars(stmt):
-        terms = EntitlementTerms(
-            e.id, e.starts_on, e.ends_on, e.remaining, tuple(e.channels), tuple(e.product_ids)
-        )
-        if e.account_id is not None:
-            by_account.setdefault(e.account_id, []).append(terms)
-        if e.contact_id is not None:
-            by_contact.setdefault(e.contact_id, []).append(terms)
+    for id_, account_id, contact_id, starts_on, ends_on, remaining, channels, products in session.execute(
+        stmt
+    ).tuples():
+        terms = EntitlementTerms(id_, starts_on, ends_on, remaining, tuple(channels), tuple(products))
+        if account_id is not None:
+            by_account.setdefault(account_id, []).append(terms)
+        if contact_id is not None:
+            by_contact.setdefault(contact_id, []).append(terms)
     return by_account, by_contact
 
 
