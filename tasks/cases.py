@@ -83,7 +83,7 @@ def find_open_cases(*, session: Session, device_ids: Iterable[str]) -> dict[str,
     stmt = select(Case.device_id, Case.id).where(
         Case.status == CaseStatus.ACTIVE, in_list(Case.device_id, device_ids, session)
     )
-    return {k: v for k, v in session.execute(stmt).tuples()}
+    return {k: v for k, v in session.connection().execute(stmt).tuples()}
 
 
 def load_entitlement_terms(
@@ -103,9 +103,8 @@ def load_entitlement_terms(
         e.ends_on >= on,
         or_(in_list(e.account_id, account_ids, session), in_list(e.contact_id, contact_ids, session)),
     )
-    for id_, account_id, contact_id, starts_on, ends_on, remaining, channels, products in session.execute(
-        stmt
-    ).tuples():
+    rows = session.connection().execute(stmt).tuples()
+    for id_, account_id, contact_id, starts_on, ends_on, remaining, channels, products in rows:
         terms = EntitlementTerms(id_, starts_on, ends_on, remaining, tuple(channels), tuple(products))
         if account_id is not None:
             by_account.setdefault(account_id, []).append(terms)

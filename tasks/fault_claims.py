@@ -29,8 +29,7 @@ _CANONICAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z
 # The ids come from an ARRAY(…) so the planner looks them up by primary key instead of hashing the whole
 # inbox. The server checks the payload's JSON types and event id, and whether the device is registered;
 # Python checks the rest.
-_PG_CLAIM = text(
-    r"""
+_PG_CLAIM_SQL = r"""
     WITH claimed AS (
         UPDATE inbox_event
         SET state = 'processed', processed_at = now(), error = NULL, attempts = attempts + 1
@@ -38,7 +37,7 @@ _PG_CLAIM = text(
             SELECT id FROM inbox_event
             WHERE state = 'pending' AND source = 'iot' AND kind = 'fault'
             ORDER BY id
-            LIMIT :limit
+            LIMIT %(limit)s
             FOR UPDATE SKIP LOCKED
         ))
         RETURNING id, event_id, payload
@@ -54,8 +53,7 @@ _PG_CLAIM = text(
            EXISTS (SELECT 1 FROM device d WHERE d.device_id = c.payload->>'device_id') AS known
     FROM claimed c
     ORDER BY c.id
-    """
-)
+    """  # a psycopg2 statement: parameters as %(name)s
 
 
 @dataclass
@@ -77,7 +75,10 @@ def claim_faults(*, session: Session, limit: int) -> ClaimedFaults:
         mark_processed(session=session, ids=[e.id for e in events])
         faults, errors = parse_faults(events)
         return ClaimedFaults(len(events), faults, errors)
-    rows = session.execute(_PG_CLAIM, {"limit": limit}).all()
+    # Straight from the driver: plain tuples, no result-row objects for thousands of rows.
+    with session.connection().connection.cursor() as cursor:
+        cursor.execute(_PG_CLAIM_SQL, {"limit": limit})
+        rows = cursor.fetchall()
     faults, slow, canonical, registered = [], [], set(), set()
     fromisoformat, time_shape = datetime.fromisoformat, _CANONICAL_TIME.fullmatch
     for ref, shaped, device_id, code, occurred, message, known in rows:

@@ -121,7 +121,7 @@ def load_device_owners(*, session: Session, device_ids: set[str]) -> dict[str, D
             row[10],
             row[11],
         )
-        for row in session.execute(stmt).tuples()
+        for row in session.connection().execute(stmt).tuples()
     }
 
 
@@ -136,7 +136,7 @@ def load_recent_fault_times(
             DeviceFault.occurred_at >= since,
             DeviceFault.occurred_at <= until,
         )
-        for device_id, at in session.execute(stmt).tuples():
+        for device_id, at in session.connection().execute(stmt).tuples():
             times[device_id].append(at)
     return times
 
