@@ -50,7 +50,12 @@ _PG_CLAIM_SQL = r"""
            AND coalesce(jsonb_typeof(c.payload->'message'), 'null') IN ('string', 'null') AS shaped,
            c.payload->>'device_id' AS device_id, c.payload->>'error_code' AS error_code,
            c.payload->>'occurred_at' AS occurred_at, c.payload->>'message' AS message,
-           EXISTS (SELECT 1 FROM device d WHERE d.device_id = c.payload->>'device_id') AS known
+           EXISTS (SELECT 1 FROM device d WHERE d.device_id = c.payload->>'device_id') AS known,
+           -- Whether the device may have reported a critical fault in this claim: anything that is not
+           -- plainly a number at or under the threshold counts, so this errs on the side of planning.
+           bool_or(CASE WHEN jsonb_typeof(c.payload->'error_code') = 'number'
+                        THEN (c.payload->>'error_code')::numeric > %(threshold)s ELSE true END)
+               OVER (PARTITION BY c.payload->>'device_id') AS maybe_critical
     FROM claimed c
     ORDER BY c.id
     """  # a psycopg2 statement: parameters as %(name)s
@@ -65,11 +70,18 @@ class ClaimedFaults:
     canonical: set[int] = field(default_factory=set)
     # Registered devices among the canonical faults' (the claim looked them up; the others' are not known).
     registered: set[str] = field(default_factory=set)
+    # Inbox ids of routine faults: canonical, of registered devices that reported nothing critical in this
+    # claim. They need no plan and no case, only to be recorded (not in `faults`).
+    routine: list[int] = field(default_factory=list)
 
 
-def claim_faults(*, session: Session, limit: int) -> ClaimedFaults:
+def claim_faults(*, session: Session, limit: int, threshold: int | None = None) -> ClaimedFaults:
     """Claim up to `limit` pending faults, marking them processed (the caller marks the bad ones failed, in
-    the same transaction); return how many, the valid faults, and each invalid one's reason."""
+    the same transaction); return how many, the valid faults, and each invalid one's reason.
+
+    With the critical `threshold`, PostgreSQL also sets apart the routine faults (see `ClaimedFaults`), so the
+    bulk of a batch costs no Python objects at all.
+    """
     if not is_postgres(session):
         events = claim_pending(session=session, source="iot", kind="fault", limit=limit)
         mark_processed(session=session, ids=[e.id for e in events])
@@ -77,11 +89,12 @@ def claim_faults(*, session: Session, limit: int) -> ClaimedFaults:
         return ClaimedFaults(len(events), faults, errors)
     # Straight from the driver: plain tuples, no result-row objects for thousands of rows.
     with session.connection().connection.cursor() as cursor:
-        cursor.execute(_PG_CLAIM_SQL, {"limit": limit})
+        # No threshold: every device counts as maybe critical, so nothing is set apart as routine.
+        cursor.execute(_PG_CLAIM_SQL, {"limit": limit, "threshold": -1 if threshold is None else threshold})
         rows = cursor.fetchall()
-    faults, slow, canonical, registered = [], [], set(), set()
+    faults, slow, canonical, registered, routine = [], [], set(), set(), []
     fromisoformat, time_shape = datetime.fromisoformat, _CANONICAL_TIME.fullmatch
-    for ref, shaped, device_id, code, occurred, message, known in rows:
+    for ref, shaped, device_id, code, occurred, message, known, maybe_critical in rows:
         # What the server did not check: whitespace and lengths as pydantic sees them, a plain integer of
         # at most 7 digits (no sign, fraction or exponent), a real date in the canonical form.
         if (
@@ -102,20 +115,28 @@ def claim_faults(*, session: Session, limit: int) -> ClaimedFaults:
             if at is None or error_code > 1_000_000:
                 slow.append(ref)
                 continue
-            faults.append(Fault(ref, device_id, error_code, at, message))
             canonical.add(ref)
+            if known and not maybe_critical:
+                routine.append((ref, device_id, error_code, at, message))
+                continue
+            faults.append(Fault(ref, device_id, error_code, at, message))
             if known:
                 registered.add(device_id)
         else:
             slow.append(ref)
     errors: dict[int, str] = {}
     if slow:
+        # A payload the fast path could not read may still name one of the "routine" devices (with spaces
+        # around its id, say) and be critical: plan every fault of this claim, to be safe.
+        faults.extend(Fault(*r) for r in routine)
+        registered.update(r[1] for r in routine)
+        routine = []
         payloads = session.execute(
             text("SELECT id, event_id, payload FROM inbox_event WHERE id = ANY(:ids)"), {"ids": slow}
         )
         more, errors = parse_faults([ClaimedEvent(r.id, r.event_id, r.payload) for r in payloads])
         faults.extend(more)
-    return ClaimedFaults(len(rows), faults, errors, canonical, registered)
+    return ClaimedFaults(len(rows), faults, errors, canonical, registered, [r[0] for r in routine])
 
 
 def parse_faults(events: list[ClaimedEvent]) -> tuple[list[Fault], dict[int, str]]:

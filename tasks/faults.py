@@ -154,6 +154,24 @@ _COPY_FAULTS = text(
 )
 
 
+_COPY_ROUTINE_FAULTS = text(
+    """
+    INSERT INTO device_fault (inbox_event_id, device_id, error_code, occurred_at, message, critical, case_id,
+                              recorded_at)
+    SELECT e.id, e.payload->>'device_id', (e.payload->>'error_code')::integer,
+           (e.payload->>'occurred_at')::timestamptz, e.payload->>'message', false, NULL, :now
+    FROM inbox_event e
+    WHERE e.id = ANY(CAST(:ids AS integer[]))
+    """
+)
+
+
+def record_routine_faults(*, session: Session, inbox_ids: list[int]) -> None:
+    """Copy routine faults (canonical, non-critical, of registered devices) from the inbox as they are."""
+    if inbox_ids:
+        session.execute(_COPY_ROUTINE_FAULTS, {"now": utcnow(), "ids": pg_array_literal(inbox_ids)})
+
+
 def record_faults(
     *,
     session: Session,
@@ -212,7 +230,7 @@ def drain_fault_batch(
     *, session: Session, rules: FaultRules, limit: int, tracking_url, sms_status_callback: str | None
 ) -> DrainSummary:
     """Claim up to `limit` faults → keep the critical ones → open or reuse cases → queue the SMS → mark done."""
-    claim = claim_faults(session=session, limit=limit)
+    claim = claim_faults(session=session, limit=limit, threshold=rules.threshold)
     faults, errors = claim.faults, claim.errors
     summary = DrainSummary(claimed=claim.count)
     if not claim.count:
@@ -267,6 +285,7 @@ def drain_fault_batch(
     attach_faults_to_open_cases(session=session, plans=attached, case_ids=open_cases)
     case_ids = {**open_cases, **{d: c.id for d, c in opened.items()}}
     record_faults(session=session, plans=plans, case_ids=case_ids, routine=routine, canonical=claim.canonical)
+    record_routine_faults(session=session, inbox_ids=claim.routine)
 
     queued, blocked = queue_fault_sms(
         session=session,

@@ -104,3 +104,54 @@ def test_claims_take_the_oldest_pending_faults_once(session, limit) -> None:
     session.commit()
     assert [f.ref for f in first.faults] == [s.inbox_id for s in stored[:limit]]
     assert [f.ref for f in second.faults] == [s.inbox_id for s in stored[limit:]]
+
+
+def test_routine_faults_are_set_apart_only_when_nothing_could_make_them_critical(session) -> None:
+    quiet, loud, other = make_device(session), make_device(session), make_device(session)
+
+    def event(event_id, device_id, code):
+        return {"event_id": event_id, "device_id": device_id, "error_code": code, "occurred_at": T}
+
+    stored = store_fault_events(
+        session=session,
+        events=[
+            event("q-1", quiet.device_id, 3),
+            event("q-2", quiet.device_id, 10),  # at the threshold: not critical
+            event("l-1", loud.device_id, 2),  # routine on its own, but its device reports 11 below
+            event("l-2", loud.device_id, 11),
+            event("u-1", "NOT-REGISTERED", 1),
+            event("o-1", other.device_id, 4),
+        ],
+    )
+    session.commit()
+    ids = {s.event_id: s.inbox_id for s in stored}
+
+    claim = claim_faults(session=session, limit=100, threshold=10)
+
+    if not is_postgres(session):  # SQLite plans every fault
+        assert claim.routine == [] and len(claim.faults) == 6
+        return
+    assert sorted(claim.routine) == sorted([ids["q-1"], ids["q-2"], ids["o-1"]])
+    assert {f.ref for f in claim.faults} == {ids["l-1"], ids["l-2"], ids["u-1"]}
+    assert claim.registered == {loud.device_id}
+
+
+def test_one_unreadable_payload_sends_the_whole_claim_through_planning(session) -> None:
+    device = make_device(session)
+    store_fault_events(
+        session=session,
+        events=[
+            {"event_id": "r-1", "device_id": device.device_id, "error_code": 3, "occurred_at": T},
+            # Spaces around the id: pydantic strips them, so this critical fault is the same device's.
+            {"event_id": "r-2", "device_id": f" {device.device_id} ", "error_code": "14", "occurred_at": T},
+        ],
+    )
+    session.commit()
+
+    claim = claim_faults(session=session, limit=100, threshold=10)
+
+    assert claim.routine == []
+    assert sorted((f.device_id, f.error_code) for f in claim.faults) == [
+        (device.device_id, 3),
+        (device.device_id, 14),
+    ]
