@@ -141,28 +141,25 @@ def load_recent_fault_times(
     return times
 
 
-_COPY_FAULTS = text(
-    """
+# Faults copied from their inbox payload server-side: only ids (and flags, case ids) travel.
+_PAYLOAD_FAULT = """
     INSERT INTO device_fault (inbox_event_id, device_id, error_code, occurred_at, message, critical, case_id,
                               recorded_at)
     SELECT e.id, e.payload->>'device_id', (e.payload->>'error_code')::integer,
-           (e.payload->>'occurred_at')::timestamptz, e.payload->>'message', v.critical, v.case_id, :now
+           (e.payload->>'occurred_at')::timestamptz, e.payload->>'message', {critical}, {case_id}, :now
+    """
+_COPY_FAULTS = text(
+    _PAYLOAD_FAULT.format(critical="v.critical", case_id="v.case_id")
+    + """
     FROM unnest(CAST(:ids AS integer[]), CAST(:critical AS boolean[]), CAST(:case_ids AS integer[]))
          AS v(id, critical, case_id)
     JOIN inbox_event e ON e.id = v.id
     """
 )
-
-
+# Routine faults: a plain list of ids, which the planner looks up one by one by primary key.
 _COPY_ROUTINE_FAULTS = text(
-    """
-    INSERT INTO device_fault (inbox_event_id, device_id, error_code, occurred_at, message, critical, case_id,
-                              recorded_at)
-    SELECT e.id, e.payload->>'device_id', (e.payload->>'error_code')::integer,
-           (e.payload->>'occurred_at')::timestamptz, e.payload->>'message', false, NULL, :now
-    FROM inbox_event e
-    WHERE e.id = ANY(CAST(:ids AS integer[]))
-    """
+    _PAYLOAD_FAULT.format(critical="false", case_id="NULL")
+    + "FROM inbox_event e WHERE e.id = ANY(CAST(:ids AS integer[]))"
 )
 
 
