@@ -79,7 +79,7 @@ def start_worker(url: str, ready) -> None:
     ready.wait()
 
 
-def drain_worker(url: str, batch_size: int):
+def drain_worker(batch_size: int):
     """Drain until the inbox has no pending faults (one process; several run side by side)."""
     from carepath.rules.faults import FaultRules
     from carepath.settings import get_settings
@@ -113,15 +113,15 @@ def drain_round(args: argparse.Namespace, url: str) -> tuple[float, float, Drain
     )
     if args.workers == 1:
         t = time.perf_counter()
-        total = drain_worker(url, args.batch_size)
+        total = drain_worker(args.batch_size)
         return time.perf_counter() - t, 0.0, total
     ctx = multiprocessing.get_context("spawn")
     ready = ctx.Barrier(args.workers + 1)
     started = time.perf_counter()
     with ctx.Pool(args.workers, initializer=start_worker, initargs=(url, ready)) as pool:
-        ready.wait()
+        ready.wait(timeout=300)  # a worker that fails to start breaks the barrier instead of hanging
         t = time.perf_counter()
-        parts = pool.starmap(drain_worker, [(url, args.batch_size)] * args.workers)
+        parts = pool.map(drain_worker, [args.batch_size] * args.workers)
         drain_s = time.perf_counter() - t
     total = DrainSummary()
     for part in parts:
@@ -131,9 +131,9 @@ def drain_round(args: argparse.Namespace, url: str) -> tuple[float, float, Drain
 
 def main() -> None:
     args = parse_args()
-    from bench.setup_data import generate_faults, recreate_database
+    from bench.setup_data import bench_url, generate_faults
 
-    url = recreate_database(args.pg)
+    url = bench_url(args.pg)
     os.environ["CAREPATH_DATABASE_URL"] = url
     from carepath import db
     from carepath.settings import get_settings, reset_settings

@@ -9,6 +9,11 @@ from carepath.rules.messaging import is_e164
 BENCH_DB = "carepath_bench"
 
 
+def bench_url(server_url: str, name: str = BENCH_DB) -> str:
+    """The URL of the benchmark database on that server."""
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
 def recreate_database(server_url: str, name: str = BENCH_DB) -> str:
     """Drop and create `name` on the server; return its URL."""
     server = make_url(server_url)
@@ -17,7 +22,7 @@ def recreate_database(server_url: str, name: str = BENCH_DB) -> str:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
-    return server.set(database=name).render_as_string(hide_password=False)
+    return bench_url(server_url, name)
 
 
 def generate_organisation(url: str, *, devices: int) -> None:

@@ -61,7 +61,7 @@ def _plain_parts(template: Template) -> tuple[tuple[bool, str], ...] | None:
 
     Such a template renders as a join of its parts, several times faster than a Jinja render (which builds
     a context per call): the drain texts thousands of customers a second. Anything more (filters, tags,
-    expressions) is rendered by Jinja.
+    expressions, names of Jinja globals) is rendered by Jinja.
     """
     env = _environment()
     source, _, _ = env.loader.get_source(env, template.name)
@@ -72,7 +72,7 @@ def _plain_parts(template: Template) -> tuple[tuple[bool, str], ...] | None:
         for child in node.nodes:
             if isinstance(child, nodes.TemplateData):
                 parts.append((False, child.data))
-            elif isinstance(child, nodes.Name) and child.ctx == "load":
+            elif isinstance(child, nodes.Name) and child.ctx == "load" and child.name not in env.globals:
                 parts.append((True, child.name))
             else:
                 return None
@@ -85,10 +85,10 @@ def render_text(kind: str, name: str, language: str, part: str | None = None, **
     parts = _plain_parts(template)
     if parts is None:
         return template.render(**context).strip()
-    try:
-        return "".join(str(context[text]) if is_field else text for is_field, text in parts).strip()
-    except KeyError as exc:  # as StrictUndefined would say it
-        raise UndefinedError(f"{exc.args[0]!r} is undefined") from None
+    missing = next((text for is_field, text in parts if is_field and text not in context), None)
+    if missing is not None:  # as StrictUndefined would say it
+        raise UndefinedError(f"{missing!r} is undefined")
+    return "".join(str(context[text]) if is_field else text for is_field, text in parts).strip()
 
 
 def render_fault_sms(

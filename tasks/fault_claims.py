@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 from sqlalchemy import text
@@ -22,7 +22,11 @@ from carepath.rules.faults import Fault
 from carepath.schemas import FaultIn, describe_validation_error
 from tasks.inbox import ClaimedEvent, claim_pending, mark_processed
 
-_CANONICAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
+# ASCII digits only, and offsets PostgreSQL can store (up to ±15:59) with minutes under 60 (pydantic's
+# limit; Python's fromisoformat would take +05:75). Anything else is for pydantic to judge.
+_CANONICAL_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-5]):[0-5][0-9])"
+)
 
 # Claiming marks the rows processed in the same statement (one pass over them, not a lock now and an
 # update later); a fault that turns out bad is marked failed afterwards, in the same transaction.
@@ -42,7 +46,7 @@ _PG_CLAIM_SQL = r"""
         ))
         RETURNING id, event_id, payload
     )
-    SELECT c.id,
+    SELECT c.id, c.event_id,
            jsonb_typeof(c.payload->'event_id') = 'string' AND c.payload->>'event_id' = c.event_id
            AND jsonb_typeof(c.payload->'device_id') = 'string'
            AND jsonb_typeof(c.payload->'error_code') = 'number'
@@ -94,11 +98,12 @@ def claim_faults(*, session: Session, limit: int, threshold: int | None = None) 
         rows = cursor.fetchall()
     faults, slow, canonical, registered, routine = [], [], set(), set(), []
     fromisoformat, time_shape = datetime.fromisoformat, _CANONICAL_TIME.fullmatch
-    for ref, shaped, device_id, code, occurred, message, known, maybe_critical in rows:
+    for ref, event_id, shaped, device_id, code, occurred, message, known, maybe_critical in rows:
         # What the server did not check: whitespace and lengths as pydantic sees them, a plain integer of
         # at most 7 digits (no sign, fraction or exponent), a real date in the canonical form.
         if (
             shaped
+            and event_id == event_id.strip()
             and 0 < len(device_id) <= 64
             and device_id == device_id.strip()
             and 0 < len(code) <= 7
@@ -151,5 +156,6 @@ def parse_faults(events: list[ClaimedEvent]) -> tuple[list[Fault], dict[int, str
         if f.event_id != event.event_id:
             errors[event.id] = f"invalid fault: payload event_id {f.event_id!r} differs from the inbox's"
             continue
-        faults.append(Fault(event.id, f.device_id, f.error_code, f.occurred_at, f.message))
+        # In UTC: pydantic accepts offsets up to ±23:59, PostgreSQL stores ±15:59 at most.
+        faults.append(Fault(event.id, f.device_id, f.error_code, f.occurred_at.astimezone(UTC), f.message))
     return faults, errors

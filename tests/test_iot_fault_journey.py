@@ -369,6 +369,32 @@ def test_without_credentials_the_local_channel_sends_and_stores(session, caplog)
     assert any(message.body in r.getMessage() for r in caplog.records)
 
 
+def test_far_time_zones_pydantic_accepts_are_stored_as_the_same_instant(session, providers) -> None:
+    # +16:00 is valid ISO 8601 and valid to pydantic, but beyond what PostgreSQL stores as an offset.
+    device = make_device(session)
+    first = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+    ingest(session, fault_event(device.device_id, 20, occurred_at=first))
+    run_journey()
+    ingest(
+        session,
+        {
+            "event_id": "far-east",
+            "device_id": device.device_id,
+            "error_code": 21,
+            "occurred_at": "2026-11-26T01:30:00+16:00",  # 09:30 UTC: attaches to the open case
+        },
+    )
+
+    figures = run_journey()
+
+    assert figures["faults_failed"] == 0 and figures["faults_attached"] == 1
+    case = session.scalars(select(Case)).one()
+    assert case.fault_occurrences == 2
+    assert case.last_fault_at == datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
+    times = sorted(session.scalars(select(DeviceFault.occurred_at)))
+    assert times == [first, datetime(2026, 11, 25, 9, 30, tzinfo=UTC)]
+
+
 def test_batches_drain_everything_pending(session, providers) -> None:
     devices = [make_device(session) for _ in range(7)]
     ingest(session, *[fault_event(d.device_id, 11) for d in devices])

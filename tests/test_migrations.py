@@ -41,3 +41,30 @@ def test_downgrade_to_0001_and_back(database_url):
     finally:
         upgrade(database_url)
     assert schema_differences(db.get_engine()) == []
+
+
+def test_upgrade_to_0003_checks_the_phones_already_stored(database_url):
+    from sqlalchemy import text
+
+    cfg = alembic_config(database_url)
+    engine = db.get_engine()
+    try:
+        command.downgrade(cfg, "0002")
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM contact"))
+            conn.execute(
+                text(
+                    "INSERT INTO contact (id, first_name, last_name, phone, language, active, created_at) VALUES "
+                    "(1, 'A', 'B', '+306912345678', 'en', true, CURRENT_TIMESTAMP),"
+                    "(2, 'C', 'D', '+3912', 'en', true, CURRENT_TIMESTAMP),"
+                    "(3, 'E', 'F', NULL, 'en', true, CURRENT_TIMESTAMP)"
+                )
+            )
+        upgrade(database_url)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT id, phone_checked, phone_valid FROM contact ORDER BY id")).all()
+        assert [tuple(r) for r in rows] == [(1, "+306912345678", True), (2, "+3912", False), (3, None, None)]
+    finally:
+        upgrade(database_url)
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM contact"))

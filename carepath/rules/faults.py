@@ -89,7 +89,7 @@ def plan_device(
     """
     ordered = sorted(faults, key=lambda f: (f.occurred_at, f.ref))
     if not any(is_critical(f.error_code, rules.threshold) for f in ordered):
-        # Nothing to decide: the common case, kept cheap because most faults are routine.
+        # Nothing critical: every fault is only recorded.
         return DevicePlan(
             device_id, tuple(FaultDecision(f, FaultAction.RECORD, False, None) for f in ordered)
         )
