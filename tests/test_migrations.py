@@ -32,7 +32,7 @@ def test_fault_log_has_no_inbox_or_device_foreign_keys_but_keeps_its_case(databa
     ]
 
 
-def test_downgrade_to_0001_and_back(database_url):
+def test_downgrade_to_0001_and_back(engine, database_url):
     cfg = alembic_config(database_url)
     try:
         command.downgrade(cfg, "0001")  # and back through every later step
@@ -43,15 +43,13 @@ def test_downgrade_to_0001_and_back(database_url):
     assert schema_differences(db.get_engine()) == []
 
 
-def test_upgrade_to_0003_checks_the_phones_already_stored(database_url):
+def test_upgrade_to_0003_checks_the_phones_already_stored(engine, database_url):
     from sqlalchemy import text
 
     cfg = alembic_config(database_url)
-    engine = db.get_engine()
     try:
         command.downgrade(cfg, "0002")
         with engine.begin() as conn:
-            conn.execute(text("DELETE FROM contact"))
             conn.execute(
                 text(
                     "INSERT INTO contact (id, first_name, last_name, phone, language, active, created_at) VALUES "
