@@ -13,6 +13,7 @@ from carepath.rules.faults import is_critical
 from carepath.rules.messaging import sms_block_reason
 from carepath.rules.tickets import new_ticket_number, new_tracking_token
 from carepath.schemas import FaultIn
+from carepath.settings import get_settings
 from models import (
     Case,
     CaseStatus,
@@ -30,10 +31,11 @@ from models import (
     Priority,
 )
 from models.base import utcnow
+from tasks.messaging import FAULT_SMS_STEP, idempotency_key
 
 
 def process_one_event(
-    session: Session, event: InboxEvent, *, threshold: int, window: timedelta, min_count: int, base_url: str
+    session: Session, event: InboxEvent, *, threshold: int, window: timedelta, min_count: int, tracking_url
 ) -> None:
     """Handle a single fault the way a first draft would: load, check, create, commit."""
     try:
@@ -95,11 +97,11 @@ def process_one_event(
         blocked = sms_block_reason(phone=contact.phone, consent=consent.status.value if consent else None)
         session.add(
             Message(
-                idempotency_key=f"case:{case.id}:iot_fault_sms",
+                idempotency_key=idempotency_key(case.id, FAULT_SMS_STEP),
                 channel=MessageChannel.SMS,
                 case_id=case.id,
                 contact_id=contact.id,
-                journey_step="iot_fault_sms",
+                journey_step=FAULT_SMS_STEP,
                 to_address=contact.phone,
                 body=render_fault_sms(
                     language=contact.language,
@@ -107,7 +109,7 @@ def process_one_event(
                     device_id=device.device_id,
                     error_code=fault.error_code,
                     ticket_number=case.ticket_number,
-                    tracking_url=f"{base_url}/track/{case.ticket_number}?t={case.tracking_token}",
+                    tracking_url=tracking_url(case.ticket_number, case.tracking_token),
                 ),
                 status=MessageStatus.BLOCKED if blocked else MessageStatus.QUEUED,
                 status_reason=blocked,
@@ -134,7 +136,6 @@ def naive_drain(
     threshold: int = 10,
     window: timedelta = timedelta(hours=1),
     min_count: int = 1,
-    base_url: str = "http://127.0.0.1:8000",
 ) -> int:
     """Process up to `limit` pending faults one by one, committing each."""
     done = 0
@@ -150,7 +151,12 @@ def naive_drain(
             if event is None:
                 break
             process_one_event(
-                session, event, threshold=threshold, window=window, min_count=min_count, base_url=base_url
+                session,
+                event,
+                threshold=threshold,
+                window=window,
+                min_count=min_count,
+                tracking_url=get_settings().tracking_url,
             )
         done += 1
     return done

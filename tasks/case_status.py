@@ -25,12 +25,11 @@ from models import (
     Contact,
     Entitlement,
     MessageChannel,
-    MessageStatus,
     ResolutionActivity,
 )
 from models.base import utcnow
 from tasks.inbox import claim_pending, mark_failed, mark_processed, store_events
-from tasks.messaging import insert_messages
+from tasks.messaging import idempotency_key, insert_messages, outbox_row
 
 DEFAULT_REASONS = {
     CaseStatus.ACTIVE: "in_progress",
@@ -212,22 +211,19 @@ def queue_status_emails(
             tracking_url=settings.tracking_url(case.ticket_number, case.tracking_token),
         )
         rows.append(
-            {
-                "idempotency_key": f"case:{case.id}:status:{change.id}",
-                "channel": MessageChannel.EMAIL,
-                "case_id": case.id,
-                "contact_id": contact.id,
-                "journey_step": f"case_{change.to_status.value}",
-                "to_address": contact.email,
-                "subject": subject,
-                "body": body,
-                "template": f"email/case_{'resolved' if change.to_status is CaseStatus.RESOLVED else 'status_changed'}",
-                "status": MessageStatus.BLOCKED if blocked else MessageStatus.QUEUED,
-                "status_reason": blocked,
-                "attempts": 0,
-                "created_at": now,
-                "updated_at": now,
-            }
+            outbox_row(
+                key=idempotency_key(case.id, f"status:{change.id}"),
+                channel=MessageChannel.EMAIL,
+                case_id=case.id,
+                contact_id=contact.id,
+                journey_step=f"case_{change.to_status.value}",
+                to_address=contact.email,
+                subject=subject,
+                body=body,
+                template=f"email/case_{'resolved' if change.to_status is CaseStatus.RESOLVED else 'status_changed'}",
+                blocked=blocked,
+                now=now,
+            )
         )
     return insert_messages(session=session, rows=rows)
 

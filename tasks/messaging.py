@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from prefect import task
@@ -50,6 +50,39 @@ def idempotency_key(case_id: int, step: str) -> str:
     return f"case:{case_id}:{step}"
 
 
+def outbox_row(
+    *,
+    key: str,
+    channel: MessageChannel,
+    case_id: int,
+    contact_id: int,
+    journey_step: str,
+    to_address: str | None,
+    body: str,
+    template: str,
+    blocked: str | None,
+    now: datetime,
+    subject: str | None = None,
+) -> dict:
+    """A message row for `insert_messages`: queued, or blocked with the reason, not yet attempted."""
+    return {
+        "idempotency_key": key,
+        "channel": channel,
+        "case_id": case_id,
+        "contact_id": contact_id,
+        "journey_step": journey_step,
+        "to_address": to_address,
+        "subject": subject,
+        "body": body,
+        "template": template,
+        "status": MessageStatus.BLOCKED if blocked else MessageStatus.QUEUED,
+        "status_reason": blocked,
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 def queue_fault_sms(
     *,
     session: Session,
@@ -69,14 +102,14 @@ def queue_fault_sms(
             phone=owner.phone, consent=owner.sms_consent, phone_valid=owner.phone_valid
         )
         rows.append(
-            {
-                "idempotency_key": idempotency_key(c.id, FAULT_SMS_STEP),
-                "channel": MessageChannel.SMS,
-                "case_id": c.id,
-                "contact_id": owner.contact_id,
-                "journey_step": FAULT_SMS_STEP,
-                "to_address": owner.phone,
-                "body": render_fault_sms(
+            outbox_row(
+                key=idempotency_key(c.id, FAULT_SMS_STEP),
+                channel=MessageChannel.SMS,
+                case_id=c.id,
+                contact_id=owner.contact_id,
+                journey_step=FAULT_SMS_STEP,
+                to_address=owner.phone,
+                body=render_fault_sms(
                     language=owner.language,
                     first_name=owner.first_name,
                     device_id=c.device_id,
@@ -84,13 +117,10 @@ def queue_fault_sms(
                     ticket_number=c.ticket_number,
                     tracking_url=tracking_url(c.ticket_number, c.tracking_token),
                 ),
-                "template": "sms/iot_fault_case_opened",
-                "status": MessageStatus.BLOCKED if blocked else MessageStatus.QUEUED,
-                "status_reason": blocked,
-                "attempts": 0,
-                "created_at": now,
-                "updated_at": now,
-            }
+                template="sms/iot_fault_case_opened",
+                blocked=blocked,
+                now=now,
+            )
         )
     return insert_messages(session=session, rows=rows)
 
