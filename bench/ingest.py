@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,8 +20,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import create_engine, text
 
-from bench.setup_data import recreate_database
-from deployments.serve import free_port
+from bench.setup_data import DEFAULT_PG_URL, recreate_database
+from deployments.serve import free_port, wait_for_port
 from receiver.signatures import sign_carepath
 
 SECRET = "bench-secret"
@@ -71,9 +70,7 @@ async def load(port: int, ids: list[str], connections: int) -> list[int]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument(
-        "--pg", default=os.environ.get("PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
-    )
+    p.add_argument("--pg", default=DEFAULT_PG_URL)
     p.add_argument("--events", type=int, default=30_000)
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
@@ -112,11 +109,7 @@ def main() -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(200):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
+        wait_for_port(port, 20, "the receiver")
         time.sleep(1.0)  # every worker up
         asyncio.run(load(port, [f"warm-{i}" for i in range(500)], 16))
         ids = [f"load-{i}" for i in range(args.events)]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,15 +21,14 @@ from contextlib import contextmanager
 
 from sqlalchemy import func, select, text
 
-from deployments.serve import free_port
+from bench.setup_data import DEFAULT_PG_URL
+from deployments.serve import free_port, wait_for_port
 from tasks.faults import DrainSummary
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument(
-        "--pg", default=os.environ.get("PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
-    )
+    p.add_argument("--pg", default=DEFAULT_PG_URL)
     p.add_argument("--devices", type=int, default=100_000)
     p.add_argument("--faults", type=int, default=200_000)
     p.add_argument("--batch-size", type=int, default=10_000)
@@ -54,11 +52,7 @@ def stub_process():
         stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(100):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
+        wait_for_port(port, 5, "the provider stub")
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()

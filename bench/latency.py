@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.setup_data import generate_organisation, recreate_database
+from bench.setup_data import DEFAULT_PG_URL, generate_organisation, recreate_database
 from carepath.provider_stub import ProviderStub
 from deployments.serve import free_port, loopback_env, serve_command
 from receiver.signatures import sign_carepath
@@ -37,9 +36,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument(
-        "--pg", default=os.environ.get("PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
-    )
+    p.add_argument("--pg", default=DEFAULT_PG_URL)
     p.add_argument("--faults", type=int, default=40)
     p.add_argument("--interval", type=float, default=0.5)
     p.add_argument("--no-drain-loop", action="store_true", help="measure triggered deployments alone")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 from sqlalchemy import create_engine, make_url, text
 
 from carepath.rules.messaging import is_e164
 
 BENCH_DB = "carepath_bench"
+# The PostgreSQL server the benchmarks use (the Makefile's PG_URL, else the local one).
+DEFAULT_PG_URL = os.environ.get("PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 
 
 def bench_url(server_url: str, name: str = BENCH_DB) -> str:

@@ -46,6 +46,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for_port(port: int, timeout: float, what: str) -> None:
+    """Until something accepts connections on the loopback port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise SystemExit(f"{what} did not listen on port {port} within {timeout:.0f} s")
+
+
 def serve_command(*, prefect_port: int, receiver_port: int, drain_loop: bool = True) -> list[str]:
     """The command that starts a stack (for tests and benchmarks: workers poll every second)."""
     cmd = [
@@ -147,35 +158,10 @@ def main(argv: list[str] | None = None) -> None:
         wait_for(env["PREFECT_API_URL"] + "/health", 90, "the Prefect server")
         run([prefect, "work-pool", "create", "carepath-process", "--type", "process", "--overwrite"], env)
         limit = env.get("CAREPATH_SMS_PER_SECOND", "10")
-        made = run(
-            [
-                prefect,
-                "global-concurrency-limit",
-                "create",
-                "carepath-sms",
-                "--limit",
-                limit,
-                "--slot-decay-per-second",
-                limit,
-            ],
-            env,
-            check=False,
-        )
-        if made.returncode:
-            run(
-                [
-                    prefect,
-                    "global-concurrency-limit",
-                    "update",
-                    "carepath-sms",
-                    "--limit",
-                    limit,
-                    "--slot-decay-per-second",
-                    limit,
-                ],
-                env,
-                check=False,
-            )
+        sms_limit = ["carepath-sms", "--limit", limit, "--slot-decay-per-second", limit]
+        made = run([prefect, "global-concurrency-limit", "create", *sms_limit], env, check=False)
+        if made.returncode:  # it exists: set it to this rate
+            run([prefect, "global-concurrency-limit", "update", *sms_limit], env, check=False)
         deployed = run([prefect, "--no-prompt", "deploy", "--all"], env, check=False)
         if deployed.returncode:
             raise SystemExit(f"prefect deploy failed:\n{deployed.stdout}\n{deployed.stderr}")
