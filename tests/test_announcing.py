@@ -15,6 +15,7 @@ from carepath.settings import get_settings, reset_settings
 from flows.inbox_sweep import inbox_sweep
 from models import InboxEvent, InboxState
 from tests.utils.factories import make_device
+from tests.utils.flows import completed
 from tests.utils.signing import IOT_SECRET, carepath_headers
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -85,8 +86,7 @@ def test_prefect_unreachable_loses_nothing_and_the_sweep_picks_it_up(
 
     monkeypatch.delenv("CAREPATH_PREFECT_API_URL")
     reset_settings()
-    state = inbox_sweep(announce_after_seconds=0, return_state=True)
-    assert state.is_completed() and state.result()["announced"] == 1
+    assert completed(inbox_sweep, announce_after_seconds=0)["announced"] == 1
     session.expire_all()
     row = session.get(InboxEvent, row.id)
     assert row.state is InboxState.PROCESSED and row.announced_at is not None

@@ -27,6 +27,7 @@ from models import (
 from tasks.case_status import change_case_status
 from tasks.messaging import set_consent
 from tests.utils.factories import make_account, make_contact, make_entitlement
+from tests.utils.flows import completed
 from tests.utils.signing import CASES_SECRET, carepath_headers
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -54,9 +55,7 @@ def make_case(session, *, language: str = "en", entitlement: bool = True) -> Cas
 
 
 def run(**kw):
-    state = case_status_journey(return_state=True, **kw)
-    assert state.is_completed(), state
-    return state.result()
+    return completed(case_status_journey, **kw)
 
 
 def test_resolving_through_carepath_emails_the_customer_once(session, providers) -> None:

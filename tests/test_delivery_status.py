@@ -23,6 +23,7 @@ from models import (
     MessageStatus,
 )
 from tests.utils.factories import make_contact
+from tests.utils.flows import completed
 from tests.utils.signing import twilio_headers
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -62,9 +63,7 @@ def twilio_callback(client, form: dict[str, str], path: str = "/webhooks/twilio/
 
 
 def run_delivery() -> dict:
-    state = delivery_status(return_state=True)
-    assert state.is_completed(), state
-    return state.result()
+    return completed(delivery_status)
 
 
 def fresh(session, obj):
@@ -133,8 +132,7 @@ def test_callback_before_its_message_is_recorded_is_retried_by_the_sweep(session
     event = session.scalars(select(InboxEvent)).one()
     assert event.state is InboxState.FAILED and "unknown message SID 'SM-early'" in event.error
     message = make_message(session, provider_id="SM-early")
-    state = inbox_sweep(retry_after_seconds=0, return_state=True)
-    assert state.is_completed()
+    completed(inbox_sweep, retry_after_seconds=0)
     assert fresh(session, message).status is MessageStatus.DELIVERED
     assert fresh(session, event).state is InboxState.PROCESSED
 

@@ -36,6 +36,7 @@ from tests.utils.factories import (
     make_entitlement,
     make_product,
 )
+from tests.utils.flows import completed
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -47,9 +48,7 @@ def ingest(session, *events):
 
 
 def run_journey(**params):
-    state = iot_fault_journey(return_state=True, **params)
-    assert state.is_completed(), state
-    return state.result()
+    return completed(iot_fault_journey, **params)
 
 
 def test_threshold_boundary_10_is_not_critical_11_is(session, providers) -> None:
