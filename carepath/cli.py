@@ -45,12 +45,48 @@ def cmd_ingest_faults(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from flows.iot_fault_journey import iot_fault_journey
+def deployment_flows() -> dict[str, str]:
+    """Every deployment in prefect.yaml: name → entrypoint (`path/to/file.py:function`)."""
+    import yaml
 
-    flows = {"iot-fault-journey": iot_fault_journey}
-    figures = flows[args.flow]()
-    print(json.dumps(figures, indent=2))
+    from carepath.settings import PROJECT_ROOT
+
+    spec = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text(encoding="utf-8"))
+    return {d["name"]: d["entrypoint"] for d in spec.get("deployments") or []}
+
+
+def load_flow(entrypoint: str):
+    """The flow object an entrypoint names, imported from the project root."""
+    import importlib
+
+    path, _, name = entrypoint.partition(":")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    return getattr(module, name)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run one deployment's flow once, in this process (with its default parameters), or every one."""
+    entrypoints = deployment_flows()
+    names = list(entrypoints) if args.flow == "all" else [args.flow]
+    results = {}
+    for name in names:
+        results[name] = load_flow(entrypoints[name])()
+    print(json.dumps(results if args.flow == "all" else results[args.flow], indent=2, default=str))
+    return 0
+
+
+def cmd_reconcile_messages(args: argparse.Namespace) -> int:
+    """Settle messages whose outcome is unknown (the same flow as the `reconcile-messages` deployment)."""
+    from flows.outbox import reconcile_messages
+
+    figures = reconcile_messages(limit=args.limit)
+    if args.json:
+        print(json.dumps({k: figures[k] for k in ("settled", "resent", "still_unknown")}))
+    else:
+        print(
+            f"settled {figures['settled']}, resent {figures['resent']}, still unknown {figures['still_unknown']}"
+            + (f", failed after a resend {figures['failed']}" if figures.get("failed") else "")
+        )
     return 0
 
 
@@ -233,9 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest-faults", help="store device faults (a JSON object or list) in the inbox")
     p.add_argument("file", help="a JSON file, or - for standard input")
     p.set_defaults(func=cmd_ingest_faults)
-    p = sub.add_parser("run", help="run a flow once, locally")
-    p.add_argument("flow", choices=["iot-fault-journey"])
+    p = sub.add_parser("run", help="run a deployment's flow once, locally (all: every deployment's)")
+    p.add_argument("flow", nargs="?", default="all", choices=["all", *deployment_flows()])
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser(
+        "reconcile-messages", help="settle messages whose outcome is unknown by asking their provider"
+    )
+    p.add_argument("--json", action="store_true", help='print {"settled", "resent", "still_unknown"}')
+    p.add_argument("--limit", type=int, default=1000, help="unknown messages looked up in this run")
+    p.set_defaults(func=cmd_reconcile_messages)
     p = sub.add_parser("show-case", help="a case with its history and messages")
     p.add_argument("ticket")
     p.set_defaults(func=cmd_show_case)

@@ -92,6 +92,22 @@ class _Programmed(NamedTuple):
     code: int | None
     message: str | None
     delay: float
+    body: bytes | None = None  # answer these raw bytes instead (e.g. malformed JSON)
+    drop: bool = False  # close the connection without answering
+    create: bool = True  # for a 2xx twilio answer: whether the message is created
+    headers: dict[str, str] | None = None  # extra answer headers (e.g. Retry-After)
+
+
+def _instant(value: str, *, end: bool = False) -> float:
+    """A DateSent filter's Unix time: an ISO 8601 time, or a date (its start, or with `end` its last second)."""
+    from datetime import UTC, datetime, timedelta
+
+    text = value.strip().lstrip("<>=")
+    if len(text) == 10:  # YYYY-MM-DD
+        day = datetime.fromisoformat(text).replace(tzinfo=UTC)
+        return (day + timedelta(days=1)).timestamp() - 1e-6 if end else day.timestamp()
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
 def _twilio_error(status: int, code: int, message: str) -> dict:
@@ -158,6 +174,11 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         headers = {name.lower(): value for name, value in self.headers.items()}
         status, data, extra = self.server.stub._answer(self.command, self.path, headers, body)
+        if status == 0:  # programmed to hang up after reading the request
+            self.close_connection = True
+            with suppress(OSError):
+                self.connection.shutdown(2)
+            return
         try:
             self.send_response(status)
             if data:
@@ -190,7 +211,8 @@ class ProviderStub:
         self.sendgrid_api_key = sendgrid_api_key
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
-        self._messages: dict[str, dict] = {}  # sid -> resource, for GET .../Messages/{sid}.json
+        self._messages: dict[str, dict] = {}  # sid -> resource, for GET .../Messages/{sid}.json and lists
+        self._sent_at: dict[str, float] = {}  # sid -> Unix time, for the list's DateSent filters
         self._programmed: dict[str, deque[_Programmed]] = {"twilio": deque(), "sendgrid": deque()}
         self._server: _Server | None = None
         self._generation = 0  # bumped by reset(), so requests still in flight then are not recorded after it
@@ -230,11 +252,22 @@ class ProviderStub:
 
     def twilio_messages(self) -> list[RecordedRequest]:
         """Accepted (2xx) Twilio message creates."""
-        return [r for r in self.requests if r.provider == "twilio" and r.method == "POST" and r.status < 300]
+        return [
+            r for r in self.requests if r.provider == "twilio" and r.method == "POST" and 0 < r.status < 300
+        ]
+
+    def twilio_creates(self) -> list[RecordedRequest]:
+        """Every Twilio message create received, whatever was answered (or not): what exactly-once counts."""
+        return [r for r in self.requests if r.provider == "twilio" and r.method == "POST"]
+
+    def twilio_created(self) -> list[dict]:
+        """The message resources the stub holds (created, whether or not the answer reached the client)."""
+        with self._lock:
+            return list(self._messages.values())
 
     def sendgrid_mails(self) -> list[RecordedRequest]:
         """Accepted (2xx) SendGrid sends."""
-        return [r for r in self.requests if r.provider == "sendgrid" and r.status < 300]
+        return [r for r in self.requests if r.provider == "sendgrid" and 0 < r.status < 300]
 
     def fail_next(
         self,
@@ -245,18 +278,27 @@ class ProviderStub:
         code: int | None = None,
         message: str | None = None,
         delay: float = 0.0,
+        body: bytes | None = None,
+        drop: bool = False,
+        create: bool = True,
+        headers: dict[str, str] | None = None,
     ) -> None:
-        """Program the provider's next `count` answers (FIFO); a 2xx status with a delay succeeds slowly."""
+        """Program the provider's next `count` answers (FIFO); a 2xx status with a delay succeeds slowly.
+
+        `body`: answer these raw bytes; `drop`: read the request, then close the connection unanswered (for
+        Twilio, `create` says whether the message was created first); `headers`: extra answer headers."""
         if provider not in self._programmed or count < 1:
             raise ValueError(f"unknown provider {provider!r} or count {count} < 1")
+        answer = _Programmed(status, code, message, delay, body, drop, create, headers)
         with self._lock:
-            self._programmed[provider].extend([_Programmed(status, code, message, delay)] * count)
+            self._programmed[provider].extend([answer] * count)
 
     def reset(self) -> None:
         """Forget recorded requests, created messages and programmed answers."""
         with self._lock:
             self._requests.clear()
             self._messages.clear()
+            self._sent_at.clear()
             for queue in self._programmed.values():
                 queue.clear()
             self._generation += 1
@@ -268,26 +310,37 @@ class ProviderStub:
         path = urlsplit(target).path
         provider = next((name for prefix, name in _PROVIDER_PREFIXES if path.startswith(prefix)), "unknown")
         rec = RecordedRequest(provider, method, path, headers, {}, None, 404, None, time.time())
-        with self._lock:
+        query = dict(parse_qsl(urlsplit(target).query, keep_blank_values=True))
+        with self._lock:  # programmed answers are for sends (POST), never for look-ups
             generation, queue = self._generation, self._programmed.get(provider)
-            programmed = queue.popleft() if queue else None
+            programmed = queue.popleft() if queue and method == "POST" else None
         if programmed and programmed.delay > 0:
             time.sleep(programmed.delay)
         failure = programmed if programmed and not 200 <= programmed.status < 300 else None
-        extra = {}
+        if programmed and 200 <= programmed.status < 300 and not programmed.create:
+            failure = programmed  # answered (or dropped) without creating anything
+        extra = dict(programmed.headers or {}) if programmed else {}
         if provider == "twilio":
-            self._twilio(rec, body, failure)
+            self._twilio(rec, body, failure, query)
         elif provider == "sendgrid" and self._sendgrid(rec, body, failure):
-            extra = {"X-Message-Id": rec.response["x_message_id"]}  # SendGrid's 202 has an empty body
+            extra["X-Message-Id"] = rec.response["x_message_id"]  # SendGrid's 202 has an empty body
         elif provider == "unknown":
             rec.response = {"error": "not found", "path": path}
+        if programmed and programmed.drop:
+            rec.status, rec.response = 0, None  # 0: no answer was given
         with self._lock:  # record before answering: a client holding its response must find the record
             if generation == self._generation:
                 self._requests.append(rec)
-        data = b"" if extra or rec.response is None else json.dumps(rec.response).encode()
+        if programmed and programmed.body is not None:
+            return rec.status, programmed.body, extra
+        if "X-Message-Id" in extra:
+            return rec.status, b"", extra
+        data = b"" if rec.response is None else json.dumps(rec.response).encode()
         return rec.status, data, extra
 
-    def _twilio(self, rec: RecordedRequest, body: bytes, failure: _Programmed | None) -> None:
+    def _twilio(
+        self, rec: RecordedRequest, body: bytes, failure: _Programmed | None, query: dict[str, str]
+    ) -> None:
         try:
             rec.form = dict(parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=bool(body)))
         except ValueError:  # UnicodeDecodeError is a ValueError too
@@ -304,6 +357,8 @@ class ProviderStub:
             rec.status, rec.response = 401, _twilio_error(401, 20003, _TWILIO_MESSAGES[20003])
         elif create and rec.method == "POST":
             rec.status, rec.response = self._twilio_create(rec.form, rec.path)
+        elif create and rec.method == "GET":
+            rec.status, rec.response = 200, self._twilio_list(query, rec.path)
         elif fetch and rec.method == "GET" and fetch.group(2) in self._messages:
             rec.status, rec.response = 200, self._messages[fetch.group(2)]
         else:
@@ -321,6 +376,30 @@ class ProviderStub:
         sid_ok = user == sid_in_path == self.twilio_account_sid
         return scheme.lower() == "basic" and sid_ok and password == self.twilio_auth_token
 
+    def _twilio_list(self, query: dict[str, str], path: str) -> dict:
+        """Messages filtered by To, From and DateSent (=, <, > as the SDK sends them; a date or a time),
+        newest first, in one page."""
+        after, before, on = query.get("DateSent>"), query.get("DateSent<"), query.get("DateSent")
+        with self._lock:
+            messages = list(self._messages.values())
+        found = []
+        for m in reversed(messages):
+            sent = self._sent_at[m["sid"]]
+            if query.get("To") and m["to"] != query["To"]:
+                continue
+            if query.get("From") and m["from"] != query["From"]:
+                continue
+            if (after and sent < _instant(after)) or (before and sent > _instant(before, end=True)):
+                continue
+            if on and not _instant(on) <= sent <= _instant(on, end=True):
+                continue
+            found.append(m)
+        uri = f"{path}?{'&'.join(f'{k}={v}' for k, v in query.items())}"
+        return {
+            "messages": found, "end": max(len(found) - 1, 0), "first_page_uri": uri, "next_page_uri": None,
+            "page": 0, "page_size": max(len(found), 50), "previous_page_uri": None, "start": 0, "uri": uri,
+        }  # fmt: skip
+
     def _twilio_create(self, form: dict[str, str], path: str) -> tuple[int, dict]:
         """Validate like Twilio and create the message resource."""
         to, sender, body = form.get("To"), form.get("From"), form.get("Body", "")
@@ -329,11 +408,12 @@ class ProviderStub:
         missing = 21604 if not to else 21602 if not has_content else 21603 if not (sender or service) else 0
         if missing:
             return 400, _twilio_error(400, missing, _TWILIO_MESSAGES[missing])
-        sid, now = "SM" + secrets.token_hex(16), formatdate(usegmt=True).replace("GMT", "+0000")
+        sid, created = "SM" + secrets.token_hex(16), time.time()
+        now = formatdate(created, usegmt=True).replace("GMT", "+0000")
         uri = f"{path.removesuffix('.json')}/{sid}"
         message = {
             "account_sid": self.twilio_account_sid, "api_version": "2010-04-01", "body": body,
-            "date_created": now, "date_sent": None, "date_updated": now, "direction": "outbound-api",
+            "date_created": now, "date_sent": now, "date_updated": now, "direction": "outbound-api",
             "error_code": None, "error_message": None, "from": sender, "messaging_service_sid": service,
             "num_media": "1" if "MediaUrl" in form else "0", "num_segments": "1",
             "price": None, "price_unit": "USD", "sid": sid,
@@ -343,6 +423,7 @@ class ProviderStub:
         }  # fmt: skip
         with self._lock:
             self._messages[sid] = message
+            self._sent_at[sid] = created
         return 201, message
 
     def _sendgrid(self, rec: RecordedRequest, body: bytes, failure: _Programmed | None) -> bool:

@@ -31,7 +31,9 @@ class Settings(BaseSettings):
         default=60, description="Window in which a device's faults are counted."
     )
     fault_min_count: int = Field(default=1, ge=1, description="Faults needed in the window to open a case.")
-    fault_batch_size: int = Field(default=5000, ge=1, le=50_000)
+    fault_batch_size: int = Field(
+        default=5000, ge=1, le=50_000, description="Faults claimed per transaction (the flow's batch_size)."
+    )
 
     # Twilio (SMS). Without an account SID and token the local channel is used.
     twilio_account_sid: str | None = None
@@ -50,10 +52,25 @@ class Settings(BaseSettings):
     )
 
     # Sending
-    send_max_attempts: int = Field(default=4, ge=1, description="Attempts for a transient provider error.")
+    send_max_attempts: int = Field(
+        default=4,
+        ge=1,
+        description="Attempts while the provider proves it did not take the message (429, 5xx).",
+    )
     send_backoff_seconds: float = Field(default=0.5, ge=0, description="First backoff; doubles per attempt.")
     send_timeout_seconds: float = Field(default=10.0, gt=0)
     send_concurrency: int = Field(default=8, ge=1, le=128, description="Messages in flight at once.")
+    send_lease_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="A claim on queued messages lasts this long; past it a dead sender's messages are given "
+        "back (queued if never attempted, else unknown and looked up).",
+    )
+    reconcile_grace_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="An unknown outcome the provider does not know of after this long is sent again, once.",
+    )
     sms_rate_limit_name: str | None = Field(
         default="carepath-sms",
         description="Prefect global rate limit SMS sends take slots from (if it exists).",
@@ -63,8 +80,6 @@ class Settings(BaseSettings):
     # Webhook receiver
     iot_webhook_secret: SecretStr | None = Field(default=None, description="HMAC secret of device gateways.")
     cases_webhook_secret: SecretStr | None = Field(default=None, description="HMAC secret of case systems.")
-    portal_webhook_secret: SecretStr | None = None
-    webshop_webhook_secret: SecretStr | None = None
     webhook_tolerance_seconds: int = Field(default=300, ge=1, description="Accepted signature age (replays).")
     webhook_max_body_bytes: int = Field(default=1_048_576, ge=1024)
     sendgrid_webhook_public_key: str | None = Field(
@@ -90,7 +105,7 @@ class Settings(BaseSettings):
     reports_dir: str = Field(default=str(PROJECT_ROOT / "out"), description="Where report CSVs are written.")
 
     def webhook_secret(self, source: str) -> SecretStr | None:
-        """The HMAC secret of one of our own sources (iot, cases, portal, webshop)."""
+        """The HMAC secret of one of our own sources (iot, cases)."""
         return getattr(self, f"{source}_webhook_secret", None)
 
     @property

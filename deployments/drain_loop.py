@@ -37,13 +37,22 @@ def pending_kinds() -> set[tuple[str, str]]:
     return {(s, k) for s, k in rows}
 
 
+def _outbox_waiting() -> bool:
+    from tasks.messaging import outbox_waiting
+
+    with unit_of_work() as session:
+        return outbox_waiting(session=session)
+
+
 def run(poll_seconds: float = 0.2) -> None:
     """Poll the inbox and run whichever journeys have pending work, until SIGTERM or Ctrl-C."""
     from flows.case_status_journey import case_status_journey
     from flows.delivery_status import delivery_status
     from flows.iot_fault_journey import iot_fault_journey
+    from flows.outbox import outbox
 
     flows = {
+        "outbox": outbox,
         "iot-fault-journey": iot_fault_journey,
         "case-status-journey": case_status_journey,
         "delivery-status": delivery_status,
@@ -72,6 +81,11 @@ def _loop(flows: dict, poll_seconds: float, stopping) -> None:
                 if waiting & kinds:
                     flows[name](return_state=True)  # a failed run is logged by Prefect; the loop goes on
                     ran = True
+            # Queued messages go out whether or not new events arrive (a backlog after a provider outage,
+            # messages a dead sender gave back).
+            if _outbox_waiting():
+                flows["outbox"](reconcile=False, return_state=True)
+                ran = True
             if not ran:
                 time.sleep(poll_seconds)
         except KeyboardInterrupt:

@@ -38,6 +38,7 @@ def case_status_journey(
         "failed": total.failed,
         "emails_sent": sent.sent if sent else 0,
         "emails_failed": sent.failed if sent else 0,
+        "emails_unknown": sent.unknown if sent else 0,
     }
     get_run_logger().info("case status journey: %s", figures)
     return figures

@@ -12,9 +12,9 @@ from carepath.db import unit_of_work
 from flows.case_status_journey import case_status_journey
 from flows.delivery_status import delivery_status
 from flows.iot_fault_journey import iot_fault_journey
+from flows.outbox import outbox
 from models import InboxEvent, InboxState
 from models.base import utcnow
-from tasks.messaging import fail_stale_sending
 
 # Callbacks that can arrive before what they refer to is recorded: retried a few times before giving up.
 RETRYABLE = [("twilio", "status"), ("sendgrid", "event"), ("cases", "status")]
@@ -92,32 +92,22 @@ def _current_api_url() -> str | None:
     return PREFECT_API_URL.value()
 
 
-@task(cache_policy=NO_CACHE)
-def release_stale_sends(minutes: int) -> int:
-    """Messages stuck in `sending` after a worker died are failed for review, never resent."""
-    with unit_of_work() as session:
-        return fail_stale_sending(session=session, older_than=timedelta(minutes=minutes))
-
-
 @flow(name="inbox-sweep")
 def inbox_sweep(
     max_attempts: int = 5,
     retry_after_seconds: int = 60,
-    stale_send_minutes: int = 10,
     announce_after_seconds: int = 5,
 ) -> dict:
     """Announce what was never announced, drain every kind of pending inbox row, retry early callbacks,
-    release stuck sends.
+    then the outbox: dead senders' leases released, unknown outcomes settled, queued messages sent.
 
     Args:
         announce_after_seconds: Pending rows unannounced for this long get their Prefect event now.
         max_attempts: Times a callback that arrived before its message is retried.
         retry_after_seconds: How long a failed callback waits before it is retried.
-        stale_send_minutes: A message `sending` for longer than this is marked failed (outcome unknown).
     """
     announced = announce_unannounced(announce_after_seconds)
     retried = retry_early_callbacks(max_attempts, retry_after_seconds)
-    stale = release_stale_sends(stale_send_minutes)
     pending = pending_by_kind()
     ran = []
     if pending.get("iot.fault"):
@@ -129,12 +119,13 @@ def inbox_sweep(
     if any(pending.get(k) for k in ("twilio.status", "twilio.inbound", "sendgrid.event")):
         delivery_status()
         ran.append("delivery-status")
+    sent = outbox()
     figures = {
         "pending": sum(pending.values()),
         "announced": announced,
         "retried": retried,
-        "stale_sends": stale,
         "ran": len(ran),
+        **{f"messages_{k}": v for k, v in sent.items()},
     }
     get_run_logger().info("inbox sweep: %s; ran %s", figures, ran or "nothing")
     return figures

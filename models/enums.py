@@ -67,6 +67,9 @@ class MessageChannel(enum.StrEnum):
 class MessageStatus(enum.StrEnum):
     QUEUED = "queued"
     SENDING = "sending"
+    UNKNOWN = (
+        "unknown"  # the request left and no answer came back: settled by reconcile, never resent blindly
+    )
     SENT = "sent"
     DELIVERED = "delivered"
     UNDELIVERED = "undelivered"

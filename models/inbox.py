@@ -51,5 +51,4 @@ class WebhookRejection(Base):
     status_code: Mapped[int]
     reason: Mapped[str] = mapped_column(String(500))
     remote_addr: Mapped[str | None] = mapped_column(String(64))
-    body_excerpt: Mapped[str | None] = mapped_column(String(500))
     received_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -32,6 +32,13 @@ class Message(Base):
             sqlite_where=text("provider_message_id IS NOT NULL"),
             postgresql_where=text("provider_message_id IS NOT NULL"),
         ),
+        # Leases to expire and unknown outcomes to settle: a handful of rows among millions.
+        Index(
+            "ix_message_in_flight",
+            "lease_expires_at",
+            sqlite_where=text("status IN ('sending', 'unknown')"),
+            postgresql_where=text("status IN ('sending', 'unknown')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -54,8 +61,11 @@ class Message(Base):
     error_code: Mapped[str | None] = mapped_column(String(16))
     status_reason: Mapped[str | None] = mapped_column(String(500))
     attempts: Mapped[int] = mapped_column(default=0)
+    resends: Mapped[int] = mapped_column(default=0, server_default="0")  # after an unknown outcome: at most 1
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    sending_at: Mapped[datetime | None]
+    sending_at: Mapped[datetime | None]  # claimed
+    lease_expires_at: Mapped[datetime | None]  # the claim's end: past it, the message is given back
+    attempted_at: Mapped[datetime | None]  # committed just before the request leaves
     sent_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, str_enum, utcnow
@@ -34,6 +34,31 @@ class Entitlement(Base):
         str_enum(EntitlementState, "entitlement_state"), default=EntitlementState.ACTIVE
     )
     sla_id: Mapped[int | None] = mapped_column(ForeignKey("sla.id"))
+
+
+class EntitlementUse(Base):
+    """One term of an entitlement used by a case's resolution; `returned_at` when the case reopened.
+
+    At most one open use per case (a partial unique index): however often a resolution is repeated or
+    raced by two workers, a case holds one term at a time."""
+
+    __tablename__ = "entitlement_use"
+    __table_args__ = (
+        Index(
+            "uq_entitlement_use_open_per_case",
+            "case_id",
+            unique=True,
+            sqlite_where=text("returned_at IS NULL"),
+            postgresql_where=text("returned_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entitlement_id: Mapped[int] = mapped_column(ForeignKey("entitlement.id"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("support_case.id", ondelete="CASCADE"))
+    used_at: Mapped[datetime] = mapped_column(default=utcnow)
+    returned_at: Mapped[datetime | None]
+    status_change_id: Mapped[int | None]
 
 
 class Queue(Base):

@@ -8,10 +8,10 @@ from datetime import datetime
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from carepath.db import unit_of_work
+from carepath.db import dialect_insert, unit_of_work
 from carepath.messages import render_status_email
 from carepath.rules.delivery import should_notify
 from carepath.rules.messaging import email_block_reason
@@ -24,6 +24,7 @@ from models import (
     Consent,
     Contact,
     Entitlement,
+    EntitlementUse,
     MessageChannel,
     ResolutionActivity,
 )
@@ -53,32 +54,33 @@ def change_case_status(
     """Move a case to a status, keep the change in its history and (with `emit`) put a
     `case_status` event in the inbox in the same transaction, so the journey hears of every change.
 
-    Resolving uses one case of the case's entitlement (15 → 14); reopening gives it back.
-    Returns None when the case already has that status and reason.
+    Resolving uses one term of the case's entitlement (15 → 14); reopening or cancelling a resolved case
+    gives it back. The same status again is no transition: a new reason is kept in the history, and
+    nothing else happens (no entitlement use, no event, no email). Returns the transition, or None.
     """
+    # Lock the case first: two workers applying the same change serialise here, and the second sees
+    # the status the first set (SQLite's BEGIN IMMEDIATE already serialises writers).
+    session.refresh(case, with_for_update=True)
     reason = status_reason or DEFAULT_REASONS[to_status]
-    if case.status == to_status and case.status_reason == reason:
+    when, now = changed_at or utcnow(), utcnow()
+    if case.status == to_status:
+        if case.status_reason != reason:
+            case.status_reason, case.updated_at = reason, now
+            session.add(_history(case, to_status, to_status, reason, source, when, note="reason changed"))
         return None
-    from_status, when, now = case.status, changed_at or utcnow(), utcnow()
+    from_status = case.status
     case.status, case.status_reason, case.updated_at = to_status, reason, now
+    change = _history(case, from_status, to_status, reason, source, when)
+    session.add(change)
+    session.flush()
     if to_status is CaseStatus.RESOLVED:
         case.resolved_at = when
-        _use_entitlement(session, case, -1)
+        use_entitlement(session=session, case=case, change_id=change.id)
         if resolution is not None or time_spent_minutes is not None:
             _record_resolution(session, case, resolution, time_spent_minutes)
     elif from_status is CaseStatus.RESOLVED:
         case.resolved_at = None
-        _use_entitlement(session, case, +1)
-    change = CaseStatusChange(
-        case_id=case.id,
-        from_status=from_status,
-        to_status=to_status,
-        status_reason=reason,
-        source=source,
-        changed_at=when,
-    )
-    session.add(change)
-    session.flush()
+        return_entitlement(session=session, case_id=case.id)
     if emit:
         store_events(
             session=session,
@@ -94,18 +96,76 @@ def change_case_status(
     return change
 
 
+def _history(
+    case: Case,
+    from_status: CaseStatus | None,
+    to_status: CaseStatus,
+    reason: str,
+    source: str,
+    when: datetime,
+    note: str | None = None,
+) -> CaseStatusChange:
+    return CaseStatusChange(
+        case_id=case.id,
+        from_status=from_status,
+        to_status=to_status,
+        status_reason=reason,
+        source=source,
+        changed_at=when,
+        note=note,
+    )
+
+
 def status_change_event_id(change_id: int) -> str:
     """The inbox event id under which a status change made in Carepath is announced."""
     return f"case-status-change-{change_id}"
 
 
-def _use_entitlement(session: Session, case: Case, delta: int) -> None:
+def use_entitlement(*, session: Session, case: Case, change_id: int | None) -> bool:
+    """Take one term of the case's entitlement for its resolution, at most once while it stays resolved.
+
+    The ledger row comes first: its partial unique index (one open use per case) makes a repeated or
+    raced resolution insert nothing, so `remaining` moves once. True when a term was taken."""
     if case.entitlement_id is None:
-        return
+        return False
+    use = EntitlementUse.__table__
+    inserted = session.execute(
+        dialect_insert(session, use)
+        .values(
+            entitlement_id=case.entitlement_id, case_id=case.id, used_at=utcnow(), status_change_id=change_id
+        )
+        .on_conflict_do_nothing(index_elements=["case_id"], index_where=use.c.returned_at.is_(None))
+        .returning(use.c.id)
+    ).scalar()
+    if inserted is None:
+        return False
     t = Entitlement.__table__
-    stmt = update(t).where(t.c.id == case.entitlement_id).values(remaining=t.c.remaining + delta)
-    stmt = stmt.where(t.c.remaining > 0) if delta < 0 else stmt.where(t.c.remaining < t.c.allocation)
-    session.execute(stmt)
+    took = session.execute(
+        update(t).where(t.c.id == case.entitlement_id, t.c.remaining > 0).values(remaining=t.c.remaining - 1)
+    ).rowcount
+    if not took:  # none left: resolving is allowed, but no term was used
+        session.execute(delete(use).where(use.c.id == inserted))
+    return bool(took)
+
+
+def return_entitlement(*, session: Session, case_id: int) -> bool:
+    """Give back the term a resolved case holds (it was reopened or cancelled). True when one was."""
+    use = EntitlementUse.__table__
+    entitlement_id = session.execute(
+        update(use)
+        .where(use.c.case_id == case_id, use.c.returned_at.is_(None))
+        .values(returned_at=utcnow())
+        .returning(use.c.entitlement_id)
+    ).scalar()
+    if entitlement_id is None:
+        return False
+    t = Entitlement.__table__
+    session.execute(
+        update(t)
+        .where(t.c.id == entitlement_id, t.c.remaining < t.c.allocation)
+        .values(remaining=t.c.remaining + 1)
+    )
+    return True
 
 
 def _record_resolution(session: Session, case: Case, resolution: str | None, minutes: int | None) -> None:

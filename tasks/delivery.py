@@ -40,9 +40,10 @@ def apply_status(message: Message, *, incoming: str, error_code: str | None, rea
     new = advance_status(message.status.value, incoming)
     moved = new != message.status.value
     if moved:
+        was_unknown = message.status is MessageStatus.UNKNOWN
         message.status = MessageStatus(new)
         message.updated_at = utcnow()
-        if error_code or reason:
+        if error_code or reason or was_unknown:  # the provider's word replaces "outcome unknown"
             message.error_code, message.status_reason = error_code, reason
     return moved
 
@@ -140,6 +141,10 @@ def handle_sendgrid_event(session: Session, event: ClaimedEvent, summary: Delive
             occurred_at=occurred,
         )
     )
+    if message.provider_message_id is None and p.get("sg_message_id"):
+        # Its send went unanswered: SendGrid's event, found by our id in custom_args, settles it.
+        message.provider = "sendgrid"
+        message.provider_message_id = str(p["sg_message_id"]).split(".")[0][:64]
     if incoming:
         summary.updated += apply_status(message, incoming=incoming, error_code=None, reason=reason)
     if opts_out and message.contact_id:

@@ -256,21 +256,6 @@ def test_transient_error_then_success_sends_exactly_one_sms(session, providers, 
     assert (message.status, message.attempts) == (MessageStatus.SENT, 2)
 
 
-def test_time_out_is_retried_and_sends_once(session, providers, monkeypatch) -> None:
-    monkeypatch.setenv("CAREPATH_SEND_TIMEOUT_SECONDS", "0.3")
-    from carepath.settings import reset_settings
-
-    reset_settings()
-    device = make_device(session)
-    ingest(session, fault_event(device.device_id, 11))
-    providers.fail_next("twilio", status=201, delay=1.0)  # answers, but after the client gave up
-
-    run_journey()
-
-    message = session.scalars(select(Message)).one()
-    assert message.status is MessageStatus.SENT and message.attempts == 2
-
-
 def test_rerunning_the_flow_or_the_send_task_never_sends_twice(session, providers) -> None:
     from prefect import flow
 

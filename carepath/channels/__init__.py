@@ -2,6 +2,7 @@
 
 from carepath.channels.base import (
     EmailSender,
+    OutcomeUnknown,
     OutgoingEmail,
     OutgoingSms,
     ProviderError,
@@ -12,6 +13,7 @@ from carepath.channels.factory import email_sender_from_settings, sms_sender_fro
 
 __all__ = [
     "EmailSender",
+    "OutcomeUnknown",
     "OutgoingEmail",
     "OutgoingSms",
     "ProviderError",

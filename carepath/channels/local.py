@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from datetime import datetime
 
 from carepath.channels.base import OutgoingEmail, OutgoingSms, SendResult
 
@@ -21,6 +22,10 @@ class LocalSmsSender:
         """Log the SMS instead of sending it."""
         logger.info("SMS to %s: %s", sms.to, sms.body)
         return SendResult(provider=self.provider, provider_message_id=_local_id(sms.idempotency_key))
+
+    def find_sent(self, *, to: str, body: str, since: datetime) -> SendResult | None:
+        """The local channel always answers, so it never leaves an outcome to look up."""
+        return None
 
 
 class LocalEmailSender:

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import CustomArg, Mail
 
-from carepath.channels.base import OutgoingEmail, ProviderError, SendResult
+from carepath.channels.base import (
+    OutcomeUnknown,
+    OutgoingEmail,
+    ProviderError,
+    SendResult,
+    retry_after_seconds,
+)
 from carepath.rules.messaging import is_transient
 
 
@@ -39,20 +46,32 @@ class SendGridEmailSender:
         try:
             response = self._client.send(mail)
         except HTTPError as exc:
+            headers = exc.headers or {}
             raise ProviderError(
                 provider=self.provider,
                 reason=_sendgrid_reason(exc),
                 transient=is_transient(http_status=exc.status_code),
                 http_status=exc.status_code,
+                retry_after=retry_after_seconds(headers.get("Retry-After"))
+                if exc.status_code == 429
+                else None,
             ) from exc
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            raise ProviderError(
-                provider=self.provider, reason=f"no answer: {type(exc).__name__}", transient=True
-            ) from exc
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, ConnectionRefusedError | socket.gaierror):  # the request never left
+                raise ProviderError(
+                    provider=self.provider, reason=f"not reached: {exc.reason}", transient=True
+                ) from exc
+            raise OutcomeUnknown(provider=self.provider, reason=_no_answer(exc)) from exc
+        except Exception as exc:  # time-out, reset, an unreadable answer: the mail may have been taken
+            raise OutcomeUnknown(provider=self.provider, reason=_no_answer(exc)) from exc
         headers = {k.lower(): v for k, v in dict(response.headers).items()}
         return SendResult(
             provider=self.provider, provider_message_id=headers.get("x-message-id"), status="sent"
         )
+
+
+def _no_answer(exc: Exception) -> str:
+    return f"no answer after the request left: {type(exc).__name__}: {exc}"[:500]
 
 
 def _sendgrid_reason(exc: HTTPError) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 _RANK = {
     "queued": 0,
     "sending": 1,
+    "unknown": 1,  # a provider's word on it settles it
     "sent": 2,
     "delivered": 3,
     "undelivered": 3,

@@ -66,7 +66,8 @@ TWILIO_OPT_OUT_CODE = 21610
 
 
 def is_transient(*, http_status: int | None, code: int | None = None) -> bool:
-    """Whether a provider failure is worth retrying: 5xx, 429 or no answer at all (time-out, reset)."""
+    """Whether a refusal is worth retrying at once: 429 or 5xx with a status, or no connection at all.
+    (No status after the request left is not a refusal: that outcome is unknown and is looked up.)"""
     if http_status is None:
         return True
     if code == 20429:

@@ -1,0 +1,135 @@
+"""Recording what each provider said: sent with its id, refused with code and reason, or unknown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy.orm import Session
+
+from carepath.rules.messaging import TWILIO_OPT_OUT_CODE
+from models import ConsentStatus, DeliveryEvent, Message, MessageChannel, MessageStatus
+from models.base import utcnow
+from tasks.messaging.consent import set_consent
+from tasks.messaging.sending import Outcome
+
+
+@dataclass
+class SendSummary:
+    claimed: int = 0
+    sent: int = 0
+    failed: int = 0
+    unknown: int = 0
+    failures: dict[int, str] = field(default_factory=dict)
+
+    def add(self, other: SendSummary) -> None:
+        self.claimed += other.claimed
+        self.sent += other.sent
+        self.failed += other.failed
+        self.unknown += other.unknown
+        self.failures.update(other.failures)
+
+
+def _row(o: Outcome, now: datetime, provider: str | None) -> tuple[dict, dict]:
+    """The message update and the delivery event for one outcome."""
+    base = {"b_id": o.message.id, "attempts": o.attempts, "updated_at": now, "lease_expires_at": None}
+    if o.result is not None:
+        update_row = {
+            **base,
+            "status": MessageStatus(o.result.status),
+            "provider": o.result.provider,
+            "provider_message_id": o.result.provider_message_id,
+            "sent_at": now,
+            "error_code": None,
+            "status_reason": None,
+        }
+        return update_row, {
+            "message_id": o.message.id,
+            "status": "sent",
+            "error_code": None,
+            "reason": None,
+            "payload": {"provider": o.result.provider, "attempts": o.attempts},
+            "occurred_at": now,
+        }
+    if o.error is not None:
+        err = o.error
+        code = str(err.code) if err.code is not None else None
+        update_row = {
+            **base,
+            "status": MessageStatus.FAILED,
+            "provider": err.provider,
+            "provider_message_id": None,
+            "sent_at": None,
+            "error_code": code,
+            "status_reason": err.reason[:500],
+        }
+        payload = {"provider": err.provider, "http_status": err.http_status, "attempts": o.attempts}
+        return update_row, {
+            "message_id": o.message.id,
+            "status": "failed",
+            "error_code": code,
+            "reason": err.reason,
+            "payload": payload,
+            "occurred_at": now,
+        }
+    reason = f"outcome unknown: {o.unknown}"[:500]
+    update_row = {
+        **base,
+        "status": MessageStatus.UNKNOWN,
+        "provider": provider,
+        "provider_message_id": None,
+        "sent_at": None,
+        "error_code": None,
+        "status_reason": reason,
+    }
+    return update_row, {
+        "message_id": o.message.id,
+        "status": "unknown",
+        "error_code": None,
+        "reason": reason,
+        "payload": {"provider": provider, "attempts": o.attempts},
+        "occurred_at": now,
+    }
+
+
+def record_outcomes(
+    *, session: Session, outcomes: list[Outcome], attempted_at: datetime, providers: dict[MessageChannel, str]
+) -> SendSummary:
+    """Save each outcome on its message (only while this attempt still holds it); honour opt-outs."""
+    now = utcnow()
+    summary = SendSummary(claimed=len(outcomes))
+    updates, events, opted_out = [], [], set()
+    for o in outcomes:
+        update_row, event = _row(o, now, providers.get(o.message.channel))
+        updates.append(update_row)
+        events.append(event)
+        if o.result is not None:
+            summary.sent += 1
+        elif o.error is not None:
+            summary.failed += 1
+            summary.failures[o.message.id] = o.error.reason
+            if o.error.code == TWILIO_OPT_OUT_CODE and o.message.contact_id is not None:
+                opted_out.add(o.message.contact_id)
+        else:
+            summary.unknown += 1
+            summary.failures[o.message.id] = update_row["status_reason"]
+    if updates:
+        t = Message.__table__
+        columns = [k for k in updates[0] if k != "b_id"]
+        session.execute(
+            update(t)
+            .where(t.c.id == bindparam("b_id"), t.c.attempted_at == attempted_at)
+            .values({k: bindparam(f"v_{k}") for k in columns}),
+            [{"b_id": u["b_id"], **{f"v_{k}": u[k] for k in columns}} for u in updates],
+        )
+        session.execute(insert(DeliveryEvent.__table__), events)
+    for contact_id in opted_out:
+        set_consent(
+            session=session,
+            contact_id=contact_id,
+            channel=MessageChannel.SMS,
+            status=ConsentStatus.OPTED_OUT,
+            source=f"twilio:{TWILIO_OPT_OUT_CODE}",
+        )
+    return summary
