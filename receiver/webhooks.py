@@ -44,6 +44,8 @@ def parse_json(body: bytes) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Rejected(400, f"body is not valid JSON: {exc}") from None
+    except RecursionError:  # deeply nested arrays or objects, well under the size limit
+        raise Rejected(400, "body is not acceptable JSON: nested too deeply") from None
 
 
 def validate(model: type[BaseModel] | TypeAdapter, data: Any) -> Any:

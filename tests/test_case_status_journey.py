@@ -16,6 +16,7 @@ from models import (
     Channel,
     ConsentStatus,
     Entitlement,
+    EntitlementUse,
     InboxEvent,
     InboxState,
     Message,
@@ -26,6 +27,7 @@ from models import (
 )
 from tasks.case_status import change_case_status
 from tasks.messaging import set_consent
+from tests.utils.databases import BACKEND
 from tests.utils.factories import make_account, make_contact, make_entitlement
 from tests.utils.flows import completed
 from tests.utils.signing import CASES_SECRET, carepath_headers
@@ -215,3 +217,97 @@ def test_a_retried_send_never_emails_twice(session, providers) -> None:
     run()
     assert [r.status for r in providers.requests] == [500, 202]
     assert len(providers.sendgrid_mails()) == 1
+
+
+def test_resolving_again_with_another_reason_uses_no_second_term_and_sends_no_second_email(
+    session, providers
+) -> None:
+    case = make_case(session)
+    change_case_status(session=session, case=case, to_status=CaseStatus.RESOLVED, source="agent")
+    session.commit()
+    run()
+    again = change_case_status(
+        session=session,
+        case=case,
+        to_status=CaseStatus.RESOLVED,
+        status_reason="information_provided",
+        source="agent",
+    )
+    session.commit()
+    run()
+
+    assert again is None
+    assert session.get(Entitlement, case.entitlement_id).remaining == 14  # 15 → 14, never 13
+    assert len(providers.sendgrid_mails()) == 1
+    history = session.execute(
+        select(CaseStatusChange.to_status, CaseStatusChange.status_reason)
+        .where(CaseStatusChange.case_id == case.id)
+        .order_by(CaseStatusChange.id)
+    ).all()
+    assert history[-1] == (CaseStatus.RESOLVED, "information_provided")  # the reason change is kept
+    assert session.scalar(select(func.count()).select_from(EntitlementUse)) == 1
+    session.commit()
+
+
+def test_resolve_reopen_resolve_uses_one_term_at_a_time(session) -> None:
+    case = make_case(session)
+    for status in (CaseStatus.RESOLVED, CaseStatus.ACTIVE, CaseStatus.RESOLVED, CaseStatus.RESOLVED):
+        change_case_status(session=session, case=case, to_status=status, source="agent")
+        session.commit()
+    session.expire_all()
+    assert session.get(Entitlement, case.entitlement_id).remaining == 14
+    uses = session.execute(select(EntitlementUse.returned_at).order_by(EntitlementUse.id)).scalars().all()
+    assert len(uses) == 2 and uses[0] is not None and uses[1] is None  # one returned, one held
+    session.commit()
+
+
+@pytest.mark.skipif(BACKEND != "postgresql", reason="SQLite's BEGIN IMMEDIATE already queues writers")
+def test_two_workers_racing_on_the_same_resolution_use_one_term(session) -> None:
+    """Both apply "resolved" to the same case at once: the case's row lock and the ledger's unique index
+    decide, so one term is used and one transition recorded."""
+    import threading
+
+    from carepath.db import get_sessionmaker
+
+    case = make_case(session)
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def resolve() -> None:
+        try:
+            with get_sessionmaker()() as s, s.begin():
+                mine = s.get(Case, case.id)
+                barrier.wait(5)
+                change_case_status(session=s, case=mine, to_status=CaseStatus.RESOLVED, source="worker")
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=resolve) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(30)
+
+    assert errors == []
+    session.expire_all()
+    assert session.get(Entitlement, case.entitlement_id).remaining == 14
+    resolved = session.scalar(
+        select(func.count()).where(
+            CaseStatusChange.case_id == case.id, CaseStatusChange.to_status == CaseStatus.RESOLVED
+        )
+    )
+    assert resolved == 1
+    session.commit()
+
+
+def test_the_ledger_refuses_a_second_open_use_for_a_case(session) -> None:
+    """The database itself holds the rule, whatever code writes to it."""
+    from sqlalchemy.exc import IntegrityError
+
+    case = make_case(session)
+    session.add(EntitlementUse(entitlement_id=case.entitlement_id, case_id=case.id))
+    session.commit()
+    session.add(EntitlementUse(entitlement_id=case.entitlement_id, case_id=case.id))
+    with pytest.raises(IntegrityError):
+        session.commit()
+    session.rollback()

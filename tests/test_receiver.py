@@ -118,6 +118,17 @@ def test_malformed_json_is_400(receiver, session) -> None:
     assert rejections(session)[0].status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("path", "secret"), [("/webhooks/iot/faults", IOT_SECRET), ("/webhooks/cases/status", CASES_SECRET)]
+)
+def test_deeply_nested_json_is_400_and_recorded(receiver, session, path, secret) -> None:
+    deep = b"[" * 60_000 + b"]" * 60_000  # 120 kB: under a 1 MiB limit, far past Python's recursion limit
+    receiver.app.state.settings.webhook_max_body_bytes = 200_000
+    response = post_signed(receiver, path, deep, secret=secret)
+    assert response.status_code == 400 and "nested too deeply" in response.json()["error"]
+    assert rejections(session)[0].status_code == 400 and inbox(session) == []
+
+
 def test_invalid_field_is_422_naming_the_field(receiver, session) -> None:
     response = post_signed(
         receiver, "/webhooks/iot/faults", fault(error_code="E-OVERHEAT", occurred_at="noon")
