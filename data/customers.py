@@ -118,7 +118,9 @@ def _accounts(
     return plans
 
 
-def _contact(first: str, last: str, phone: str, language: str, acct: Account, seen: _Uniques) -> Contact:
+def _contact(
+    first: str, last: str, phone: str, language: str, country: Country, acct: Account, seen: _Uniques
+) -> Contact:
     email = email_address(first, last, acct.email_domains[0], seen.emails)
     return Contact(
         first_name=first,
@@ -126,6 +128,7 @@ def _contact(first: str, last: str, phone: str, language: str, acct: Account, se
         email=email,
         phone=phone,
         language=language,
+        time_zone=country.time_zone,
         account_id=acct.id,
         portal_login=email,
     )
@@ -140,7 +143,7 @@ def _colleagues(rng: random.Random, plans: list[tuple[Account, Country]], seen: 
             while (first, last) in STORY_NAMES:  # keep the story people unambiguous by name
                 first, last = person_name(rng, country)
             contact = _contact(
-                first, last, phone_number(rng, country, seen.phones), country.language, acct, seen
+                first, last, phone_number(rng, country, seen.phones), country.language, country, acct, seen
             )
             contact.created_at = acct.created_at + timedelta(days=rng.randint(0, 60))
             people.append(contact)
@@ -158,7 +161,8 @@ def seed_customers(
 
     story_people = []
     for s, (acct, _) in zip(STORY, plans):
-        contact = _contact(s.first_name, s.last_name, s.phone, s.language, acct, seen)
+        country = countries()[s.country]
+        contact = _contact(s.first_name, s.last_name, s.phone, s.language, country, acct, seen)
         contact.created_at = acct.created_at + timedelta(days=1)
         story_people.append(contact)
     others = _colleagues(rng, plans, seen)

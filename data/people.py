@@ -23,6 +23,7 @@ class Country:
 
     code: str  # ISO 3166 region, as phonenumbers uses it ("GB", not "UK")
     language: str
+    time_zone: str  # IANA name the demo contacts' times are shown in (the US ones: New York's)
     tld: str
     weight: int
     legal_forms: tuple[str, ...]
@@ -44,6 +45,7 @@ def countries() -> dict[str, Country]:
         code: Country(
             code=code,
             language=c["language"],
+            time_zone=c["time_zone"],
             tld=c["tld"],
             weight=c["weight"],
             legal_forms=tuple(c["legal_forms"]),

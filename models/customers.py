@@ -49,6 +49,8 @@ class Contact(Base):
     phone_checked: Mapped[str | None] = mapped_column(String(32))
     phone_valid: Mapped[bool | None]
     language: Mapped[str] = mapped_column(String(8), default="en")
+    # IANA name ("Europe/Athens") for showing the customer times; None: guessed from the phone, else UTC.
+    time_zone: Mapped[str | None] = mapped_column(String(64))
     account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"), index=True)
     portal_login: Mapped[str | None] = mapped_column(String(254), unique=True)
     active: Mapped[bool] = mapped_column(default=True)

@@ -1,0 +1,28 @@
+"""contact time zone: the IANA zone the tracking page shows the customer's times in
+
+Nullable: contacts without one see times in their phone number's zone, else UTC.
+
+Revision ID: 0004
+Revises: 0003
+
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0004"
+down_revision: str | Sequence[str] | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("contact", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("time_zone", sa.String(length=64), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("contact", schema=None) as batch_op:
+        batch_op.drop_column("time_zone")
