@@ -69,7 +69,7 @@ def wait_healthy(api_url: str, proc: subprocess.Popen, timeout: float) -> None:
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-    raise PrefectServerUnavailable(f"no answer from {api_url} within {timeout:.0f} s")
+    raise PrefectServerUnavailable(f"no answer from {api_url} within {timeout:g} s")
 
 
 def log_tail(path: Path, lines: int = 15) -> str:
@@ -112,7 +112,10 @@ def prefect_server(pg_url: str, *, timeout: float = 120) -> Iterator[str]:
             try:
                 wait_healthy(api_url, proc, timeout)
             except PrefectServerUnavailable as exc:
-                raise PrefectServerUnavailable(f"{exc}; its log ends:\n{log_tail(log_path)}") from None
+                tail = log_tail(log_path)
+                raise PrefectServerUnavailable(
+                    f"{exc}; its log ends:\n{tail}" if tail else str(exc)
+                ) from None
             print(f"prefect server on PostgreSQL ({PREFECT_DB}) up in {time.perf_counter() - started:.1f} s")
             with temporary_settings(updates={PREFECT_API_URL: api_url}):
                 yield api_url
