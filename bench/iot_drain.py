@@ -2,8 +2,11 @@
 
 1. 100,000 devices with owners and 200,000 pending faults (30% critical, with repeats), made in SQL.
 2. The drain — claim, rules, cases, occurrences, status history, queued SMS — timed: faults/s.
-3. The naive paths on a sample: a per-event ORM loop, and one Prefect flow run per event: ratios.
-4. Sending queued SMS through the real Twilio SDK to the local stub (a separate process): messages/s.
+3. The simple versions on samples, each ratio against step 2 of this run: a per-event ORM loop on the
+   same indexes, and one flow run per event against a Prefect server on the same PostgreSQL.
+4. The drain as the deployed flow runs it (one flow run), on that server.
+5. Sending queued SMS as the deployed task does (`drain_outbox` under the Prefect SMS rate limit, created on
+   that server) through the real Twilio SDK to the local stub (a separate process): messages/s.
 
 Run: `make bench` or `.venv/bin/python -m bench.iot_drain [--devices N --faults N --pg URL]`.
 """
@@ -14,15 +17,11 @@ import argparse
 import multiprocessing
 import os
 import statistics
-import subprocess
-import sys
 import time
-from contextlib import contextmanager
 
 from sqlalchemy import func, select, text
 
 from bench.setup_data import DEFAULT_PG_URL
-from deployments.serve import free_port, wait_for_port
 from tasks.faults import DrainSummary
 
 
@@ -34,29 +33,17 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=10_000)
     p.add_argument("--workers", type=int, default=2, help="drain processes working the same inbox")
     p.add_argument("--rounds", type=int, default=3, help="drains of a fresh backlog; the median is reported")
-    p.add_argument("--naive-sample", type=int, default=500)
-    p.add_argument("--flow-sample", type=int, default=10)
+    p.add_argument("--naive-sample", type=int, default=2_000, help="faults for the per-event ORM loop")
+    p.add_argument("--flow-sample", type=int, default=20, help="timed flow runs, one per event (0: skip)")
     p.add_argument("--flow-drain", type=int, default=100_000, help="faults drained by one flow run (0: skip)")
-    p.add_argument("--send", type=int, default=5_000, help="queued SMS to send to the stub")
+    p.add_argument("--send", type=int, default=5_000, help="queued SMS sent per concurrency (0: skip)")
     p.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
-    return p.parse_args()
-
-
-@contextmanager
-def stub_process():
-    """The provider stub in its own process, so the sender and the stub do not share a GIL."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "carepath.provider_stub", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    p.add_argument("--send-rate", type=int, default=5_000, help="the SMS rate limit while measuring sends")
+    p.add_argument("--provider-send", type=int, default=100, help="SMS sent at the provider's rate (0: skip)")
+    p.add_argument(
+        "--server-timeout", type=float, default=120, help="seconds for the Prefect server to start"
     )
-    try:
-        wait_for_port(port, 5, "the provider stub")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    return p.parse_args()
 
 
 def start_worker(url: str, ready) -> None:
@@ -124,22 +111,16 @@ def drain_round(args: argparse.Namespace, url: str) -> tuple[float, float, Drain
     return drain_s, t - started, total
 
 
-def main() -> None:
-    args = parse_args()
-    from bench.setup_data import bench_url, generate_faults
-
-    url = bench_url(args.pg)
-    os.environ["CAREPATH_DATABASE_URL"] = url
+def drain_rounds(args: argparse.Namespace, url: str) -> float:
+    """Drain a fresh backlog `args.rounds` times, printing each round; returns the median faults/s."""
     from carepath import db
-    from carepath.settings import get_settings, reset_settings
     from models import Case, DeviceFault, InboxEvent, InboxState, Message, MessageStatus
 
-    reset_settings()
     rates = []
     for round_no in range(1, args.rounds + 1):
         drain_s, startup_s, total = drain_round(args, url)
-        fast_rate = total.claimed / drain_s
-        rates.append(fast_rate)
+        rate = total.claimed / drain_s
+        rates.append(rate)
         with db.unit_of_work() as s:
             pending = s.scalar(
                 select(func.count()).select_from(InboxEvent).where(InboxEvent.state == InboxState.PENDING)
@@ -151,7 +132,7 @@ def main() -> None:
             )
             attached = s.scalar(select(func.sum(Case.fault_occurrences)))
         print(
-            f"drain round {round_no}: {total.claimed:,} faults in {drain_s:.2f} s = {fast_rate:,.0f} faults/s "
+            f"drain round {round_no}: {total.claimed:,} faults in {drain_s:.2f} s = {rate:,.0f} faults/s "
             f"(batch {args.batch_size:,}, {args.workers} worker(s); worker start-up {startup_s:.1f} s not counted)"
         )
         print(
@@ -159,77 +140,115 @@ def main() -> None:
             f"{queued:,} SMS queued ({total.sms_queued / drain_s:,.0f} messages/s), "
             f"{total.sms_blocked:,} blocked; {pending} left pending"
         )
-    fast_rate = statistics.median(rates)
+    median = statistics.median(rates)
     print(
-        f"drain: median {fast_rate:,.0f} faults/s over {len(rates)} round(s) "
+        f"drain: median {median:,.0f} faults/s over {len(rates)} round(s) "
         f"(min {min(rates):,.0f}, max {max(rates):,.0f}; target ≥ 20,000/s)"
     )
+    return median
 
-    # Naive per-event ORM loop on a sample of fresh faults.
+
+def naive_loop(args: argparse.Namespace, url: str, drain_rate: float) -> None:
+    """The per-event ORM loop (bench.naive) on fresh faults of the drained organisation, in one process:
+    two would race to open the same device's case, which the simple version does not handle."""
+    from bench.naive import naive_drain
+    from bench.setup_data import generate_faults
+    from carepath import db
+
+    generate_faults(url, faults=args.naive_sample, devices=args.devices, first=10_000_000, prefix="naive")
+    t = time.perf_counter()
+    n = naive_drain(db.get_sessionmaker(), limit=args.naive_sample)
+    rate = n / (time.perf_counter() - t)
+    print(
+        f"naive ORM loop (a transaction per event, 1 process, same indexes): {n:,} faults at {rate:,.0f} "
+        f"faults/s → the set-based drain ({args.workers} workers, this run) is {drain_rate / rate:,.0f}× faster"
+    )
+
+
+def flow_runs_per_second(runs: int) -> float:
+    """Run the journey `runs` times, one fault each, after one warm-up run; returns runs per second."""
+    from flows.iot_fault_journey import iot_fault_journey
+
+    iot_fault_journey(batch_size=1, max_batches=1, send_messages=False)  # warm-up, counted out
+    t = time.perf_counter()
+    for _ in range(runs):
+        iot_fault_journey(batch_size=1, max_batches=1, send_messages=False)
+    return runs / (time.perf_counter() - t)
+
+
+def flow_run_per_event(args: argparse.Namespace, url: str, drain_rate: float) -> None:
+    """One flow run per event, one after another in this process, against the current Prefect server.
+
+    Measured as the drain loop (deployments/drain_loop.py) runs flows, without flow heartbeats (at its end
+    a run waits up to a second for the heartbeat thread), and with Prefect's defaults.
+    """
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from bench.setup_data import generate_faults
+
+    runs = args.flow_sample
+    generate_faults(url, faults=2 * (runs + 1), devices=args.devices, first=20_000_000, prefix="flow")
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        rate = flow_runs_per_second(runs)
+    with_heartbeats = flow_runs_per_second(runs)
+    print(
+        f"one flow run per event (Prefect server on PostgreSQL, {runs} runs, 1 process, no heartbeats as the "
+        f"drain loop runs flows): {rate:.2f} faults/s → the set-based drain ({args.workers} workers, this "
+        f"run) is {drain_rate / rate:,.0f}× faster; with Prefect's default heartbeats: {with_heartbeats:.2f} "
+        f"faults/s ({drain_rate / with_heartbeats:,.0f}×)"
+    )
+
+
+def flow_drain(args: argparse.Namespace, url: str) -> None:
+    """The deployed path: one flow run, a Prefect task per batch, in one process."""
+    from bench.setup_data import generate_faults
+    from flows.iot_fault_journey import iot_fault_journey
+
+    generate_faults(url, faults=args.flow_drain, devices=args.devices, first=30_000_000, prefix="flowdrain")
+    t = time.perf_counter()
+    figures = iot_fault_journey(batch_size=args.batch_size, send_messages=False)
+    rate = figures["faults_claimed"] / (time.perf_counter() - t)
+    print(
+        f"drain as one flow run (Prefect server on PostgreSQL, 1 process, a task per batch of "
+        f"{args.batch_size:,}): {figures['faults_claimed']:,} faults at {rate:,.0f} faults/s"
+    )
+
+
+def main() -> None:
+    args = parse_args()
+    from bench.setup_data import bench_url
+
+    url = bench_url(args.pg)
+    os.environ["CAREPATH_DATABASE_URL"] = url
+    from carepath import db
+    from carepath.settings import reset_settings
+
+    reset_settings()
+    drain_rate = drain_rounds(args, url)
     if args.naive_sample:
-        generate_faults(url, faults=args.naive_sample, devices=args.devices, first=10_000_000, prefix="naive")
-        from bench.naive import naive_drain
+        naive_loop(args, url, drain_rate)
+    if args.flow_sample or args.flow_drain or args.send:
+        from bench.prefect_server import PrefectServerUnavailable, prefect_server
+        from bench.send import run_send_benchmark
 
-        t = time.perf_counter()
-        n = naive_drain(db.get_sessionmaker(), limit=args.naive_sample)
-        naive_rate = n / (time.perf_counter() - t)
-        print(
-            f"naive ORM loop: {n:,} faults at {naive_rate:,.0f} faults/s → set-based drain is "
-            f"{fast_rate / naive_rate:,.0f}× faster"
-        )
-
-    # One flow run per event, under a real Prefect API.
-    if args.flow_sample:
-        generate_faults(url, faults=args.flow_sample, devices=args.devices, first=20_000_000, prefix="flow")
-        from prefect.testing.utilities import prefect_test_harness
-
-        from flows.iot_fault_journey import iot_fault_journey
-
-        with prefect_test_harness(server_startup_timeout=60):
-            iot_fault_journey(batch_size=1, max_batches=1, send_messages=False)  # warm-up, counted out
-            t = time.perf_counter()
-            for _ in range(args.flow_sample - 1):
-                iot_fault_journey(batch_size=1, max_batches=1, send_messages=False)
-            flow_rate = (args.flow_sample - 1) / (time.perf_counter() - t)
+        try:
+            with prefect_server(args.pg, timeout=args.server_timeout):
+                if args.flow_sample:
+                    flow_run_per_event(args, url, drain_rate)
+                if args.flow_drain:
+                    flow_drain(args, url)
+                if args.send:
+                    run_send_benchmark(
+                        sample=args.send,
+                        concurrency=args.concurrency,
+                        measurable_rate=args.send_rate,
+                        provider_sample=args.provider_send,
+                    )
+        except PrefectServerUnavailable as exc:
             print(
-                f"one flow run per event: {flow_rate:.2f} faults/s → set-based drain is "
-                f"{fast_rate / flow_rate:,.0f}× faster"
+                f"SKIPPED one flow run per event, the flow-run drain and sending: the Prefect server on "
+                f"PostgreSQL did not start ({exc})"
             )
-            if args.flow_drain:
-                # The deployed path: one flow run, a Prefect task per batch, in one process.
-                generate_faults(
-                    url, faults=args.flow_drain, devices=args.devices, first=30_000_000, prefix="flowdrain"
-                )
-                t = time.perf_counter()
-                figures = iot_fault_journey(batch_size=args.batch_size, send_messages=False)
-                rate = figures["faults_claimed"] / (time.perf_counter() - t)
-                print(
-                    f"drain as one flow run (1 process, a task per batch of {args.batch_size:,}): "
-                    f"{figures['faults_claimed']:,} faults at {rate:,.0f} faults/s"
-                )
-
-    # Sending: queued SMS through the Twilio SDK to the stub.
-    if args.send:
-        from tasks.messaging import drain_outbox
-
-        with stub_process() as base_url:
-            for concurrency in args.concurrency:
-                os.environ.update(
-                    {
-                        "CAREPATH_TWILIO_ACCOUNT_SID": "ACtest",
-                        "CAREPATH_TWILIO_AUTH_TOKEN": "test-token",
-                        "CAREPATH_TWILIO_BASE_URL": base_url,
-                        "CAREPATH_SEND_CONCURRENCY": str(concurrency),
-                    }
-                )
-                reset_settings()
-                t = time.perf_counter()
-                sent = drain_outbox(settings=get_settings(), batch_size=1_000, max_messages=args.send)
-                rate = sent.sent / (time.perf_counter() - t)
-                print(
-                    f"send: {sent.sent:,} SMS to the Twilio stub at {rate:,.0f} messages/s "
-                    f"(concurrency {concurrency}, {sent.failed} failed)"
-                )
     db.reset_engine()
 
 
