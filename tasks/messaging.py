@@ -13,7 +13,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -37,10 +36,7 @@ from carepath.rules.messaging import TWILIO_OPT_OUT_CODE, sms_block_reason
 from carepath.settings import Settings, get_settings
 from models import Consent, ConsentStatus, DeliveryEvent, Message, MessageChannel, MessageStatus
 from models.base import utcnow
-
-if TYPE_CHECKING:
-    from tasks.cases import OpenedCase
-    from tasks.faults import DeviceOwner
+from tasks.device_cases import DeviceOwner, OpenedCase
 
 FAULT_SMS_STEP = "iot_fault_sms"
 
