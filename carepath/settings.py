@@ -79,7 +79,9 @@ class Settings(BaseSettings):
         default=1000.0, ge=0, description="Coalesce Prefect events this long."
     )
     prefect_api_url: str | None = Field(
-        default=None, description="Prefect API for announcing events (default: PREFECT_API_URL)."
+        default=None,
+        description="Override of Prefect's own PREFECT_API_URL for announcing events only (authentication "
+        "still comes from Prefect's settings: PREFECT_API_KEY, PREFECT_API_AUTH_STRING).",
     )
 
     # Case status journey

@@ -11,13 +11,14 @@ from pydantic import Field
 
 from carepath.rules.faults import FaultRules
 from carepath.settings import get_settings
+from carepath.sources import journey_batch_size
 from tasks.faults import DrainSummary, drain_faults
 from tasks.messaging import SendSummary, send_queued_messages
 
 
 @flow(name="iot-fault-journey")
 def iot_fault_journey(
-    batch_size: Annotated[int, Field(ge=1, le=50_000)] = 5000,
+    batch_size: Annotated[int, Field(ge=1, le=50_000)] = journey_batch_size("iot-fault-journey"),
     max_batches: Annotated[int | None, Field(ge=1)] = None,
     send_messages: bool = True,
     critical_threshold: int | None = None,

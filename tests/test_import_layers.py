@@ -1,4 +1,5 @@
-"""Module layering: the task modules import one another without a circle (type-only imports included)."""
+"""Module layering: the task modules import one another without a circle (type-only imports included),
+and the source registry stays below tasks/ and flows/."""
 
 from __future__ import annotations
 
@@ -35,3 +36,8 @@ def test_task_modules_import_no_circle() -> None:
 
     for name in sorted(graph):
         visit(name, [])
+
+
+def test_source_registry_imports_no_flow_or_task() -> None:
+    imported = imported_modules(ROOT / "carepath" / "sources.py")
+    assert not {m for m in imported if m.split(".")[0] in {"flows", "tasks", "deployments", "receiver"}}
