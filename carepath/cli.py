@@ -55,17 +55,10 @@ def deployment_flows() -> dict[str, str]:
     return {d["name"]: d["entrypoint"] for d in spec.get("deployments") or []}
 
 
-def load_flow(entrypoint: str):
-    """The flow object an entrypoint names, imported from the project root."""
-    import importlib
-
-    path, _, name = entrypoint.partition(":")
-    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
-    return getattr(module, name)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one deployment's flow once, in this process (with its default parameters), or every one."""
+    from carepath.sources import load_flow
+
     entrypoints = deployment_flows()
     names = list(entrypoints) if args.flow == "all" else [args.flow]
     results = {}
@@ -186,10 +179,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(
         f"Demo faults: {sum(s.created for s in stored)} new in the inbox (already-known event ids are no-ops)\n"
     )
+    ensure_sms_rate_limit()
+    # The local channel logs each message it "sends"; the report below prints them from the outbox, once.
+    logging.getLogger("carepath.outbox").setLevel(logging.WARNING)
     figures = iot_fault_journey()
     print_demo_report(figures)
     resolve_demo_case()
     return 0
+
+
+def ensure_sms_rate_limit() -> None:
+    """The Prefect global rate limit SMS sends take slots from, at the configured rate (as `make serve`
+    creates it), so the demo's sends are paced like a served stack's."""
+    from prefect import get_client
+
+    settings = get_settings()
+    if settings.sms_rate_limit_name:
+        with get_client(sync_client=True) as client:
+            client.upsert_global_concurrency_limit_by_name(
+                settings.sms_rate_limit_name, settings.sms_per_second, settings.sms_per_second
+            )
 
 
 def resolve_demo_case() -> None:

@@ -31,9 +31,6 @@ class Settings(BaseSettings):
         default=60, description="Window in which a device's faults are counted."
     )
     fault_min_count: int = Field(default=1, ge=1, description="Faults needed in the window to open a case.")
-    fault_batch_size: int = Field(
-        default=5000, ge=1, le=50_000, description="Faults claimed per transaction (the flow's batch_size)."
-    )
 
     # Twilio (SMS). Without an account SID and token the local channel is used.
     twilio_account_sid: str | None = None
@@ -94,7 +91,9 @@ class Settings(BaseSettings):
         default=1000.0, ge=0, description="Coalesce Prefect events this long."
     )
     prefect_api_url: str | None = Field(
-        default=None, description="Prefect API for announcing events (default: PREFECT_API_URL)."
+        default=None,
+        description="Override of Prefect's own PREFECT_API_URL for announcing events only (authentication "
+        "still comes from Prefect's settings: PREFECT_API_KEY, PREFECT_API_AUTH_STRING).",
     )
 
     # Case status journey

@@ -15,15 +15,13 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 from sqlalchemy import func, select
 
 from carepath.db import unit_of_work
+from carepath.sources import journeys, load_flow
 from models import InboxEvent, InboxState
 
 logger = logging.getLogger("carepath.drain_loop")
 
-JOURNEYS = {
-    "iot-fault-journey": {("iot", "fault")},
-    "case-status-journey": {("cases", "status"), ("carepath", "case_status")},
-    "delivery-status": {("twilio", "status"), ("twilio", "inbound"), ("sendgrid", "event")},
-}
+# Deployment → the inbox kinds its flow drains (from the source registry).
+JOURNEYS = {name: journey.kinds for name, journey in journeys().items()}
 
 
 def pending_kinds() -> set[tuple[str, str]]:
@@ -46,17 +44,8 @@ def _outbox_waiting() -> bool:
 
 def run(poll_seconds: float = 0.2) -> None:
     """Poll the inbox and run whichever journeys have pending work, until SIGTERM or Ctrl-C."""
-    from flows.case_status_journey import case_status_journey
-    from flows.delivery_status import delivery_status
-    from flows.iot_fault_journey import iot_fault_journey
-    from flows.outbox import outbox
-
-    flows = {
-        "outbox": outbox,
-        "iot-fault-journey": iot_fault_journey,
-        "case-status-journey": case_status_journey,
-        "delivery-status": delivery_status,
-    }
+    flows = {name: load_flow(journey.entrypoint) for name, journey in journeys().items()}
+    flows["outbox"] = load_flow("flows/outbox.py:outbox")
     stopping = False
 
     def stop(*_: object) -> None:

@@ -1,8 +1,10 @@
 """`make serve`: the whole stack on loopback — Prefect server, deployments, a process worker, the receiver
 and the drain loop — on the embedded defaults (SQLite) unless the environment says otherwise.
 
-Environment honoured: CAREPATH_DATABASE_URL (e.g. PostgreSQL), PREFECT_API_URL (use a remote Prefect
-server instead of starting one), and every CAREPATH_* setting. Webhook secrets missing from the environment
+Environment honoured: CAREPATH_DATABASE_URL (e.g. PostgreSQL), PREFECT_API_URL (or a Prefect profile's: use
+that server instead of starting one; PREFECT_API_KEY / PREFECT_API_AUTH_STRING authenticate to it),
+PREFECT_SERVER_API_AUTH_STRING (the local server requires it; its clients are given it), and every
+CAREPATH_* setting. Webhook secrets missing from the environment
 are generated once into .env (never printed).
 """
 
@@ -129,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-drain-loop", action="store_true", help="rely on triggered deployments only")
     p.add_argument("--worker-poll-seconds", type=float, default=2.0)
     args = p.parse_args(argv)
+    from carepath.events import prefect_api_url
 
     env = dict(os.environ)
     env.setdefault("PREFECT_HOME", str(ROOT / ".prefect"))
@@ -149,8 +152,12 @@ def main(argv: list[str] | None = None) -> None:
     prefect = str(BIN / "prefect")
     try:
         run([str(BIN / "carepath"), "migrate"], env)
-        if "PREFECT_API_URL" not in os.environ:
+        if configured_api_url := prefect_api_url():  # Prefect's own setting: environment or profile
+            env["PREFECT_API_URL"] = configured_api_url
+        else:
             env["PREFECT_API_URL"] = f"http://{args.host}:{args.prefect_port}/api"
+            if "PREFECT_SERVER_API_AUTH_STRING" in env:  # our server requires it: every client sends it
+                env.setdefault("PREFECT_API_AUTH_STRING", env["PREFECT_SERVER_API_AUTH_STRING"])
             start(
                 "prefect-server",
                 [prefect, "server", "start", "--host", args.host, "--port", str(args.prefect_port)],

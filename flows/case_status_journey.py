@@ -7,13 +7,15 @@ from typing import Annotated
 from prefect import flow, get_run_logger
 from pydantic import Field
 
+from carepath.sources import journey_batch_size
 from tasks.case_status import StatusSummary, drain_case_status
 from tasks.messaging import send_queued_messages
 
 
 @flow(name="case-status-journey")
 def case_status_journey(
-    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500, send_messages: bool = True
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = journey_batch_size("case-status-journey"),
+    send_messages: bool = True,
 ) -> dict:
     """Record every pending case status change and email the customer about the ones configured.
 

@@ -7,11 +7,14 @@ from typing import Annotated
 from prefect import flow, get_run_logger
 from pydantic import Field
 
+from carepath.sources import journey_batch_size
 from tasks.delivery import DeliverySummary, drain_delivery
 
 
 @flow(name="delivery-status")
-def delivery_status(batch_size: Annotated[int, Field(ge=1, le=50_000)] = 2000) -> dict:
+def delivery_status(
+    batch_size: Annotated[int, Field(ge=1, le=50_000)] = journey_batch_size("delivery-status"),
+) -> dict:
     """Apply every pending Twilio status callback, SendGrid event and inbound SMS keyword.
 
     Args:

@@ -9,15 +9,13 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import func, select, update
 
 from carepath.db import unit_of_work
-from flows.case_status_journey import case_status_journey
-from flows.delivery_status import delivery_status
-from flows.iot_fault_journey import iot_fault_journey
+from carepath.sources import journeys, load_flow, retryable_kinds
 from flows.outbox import outbox
 from models import InboxEvent, InboxState
 from models.base import utcnow
 
 # Callbacks that can arrive before what they refer to is recorded: retried a few times before giving up.
-RETRYABLE = [("twilio", "status"), ("sendgrid", "event"), ("cases", "status")]
+RETRYABLE = retryable_kinds()
 
 
 @task(cache_policy=NO_CACHE)
@@ -61,7 +59,7 @@ def announce_unannounced(min_age_seconds: int, limit: int = 10_000) -> int:
     from carepath.events import announce, prefect_api_url
     from carepath.settings import get_settings
 
-    api_url = prefect_api_url(get_settings().prefect_api_url) or _current_api_url()
+    api_url = prefect_api_url(get_settings().prefect_api_url)
     cutoff = utcnow() - timedelta(seconds=min_age_seconds)
     with unit_of_work() as session:
         rows = session.execute(
@@ -86,12 +84,6 @@ def announce_unannounced(min_age_seconds: int, limit: int = 10_000) -> int:
     return len(rows)
 
 
-def _current_api_url() -> str | None:
-    from prefect.settings import PREFECT_API_URL
-
-    return PREFECT_API_URL.value()
-
-
 @flow(name="inbox-sweep")
 def inbox_sweep(
     max_attempts: int = 5,
@@ -110,15 +102,10 @@ def inbox_sweep(
     retried = retry_early_callbacks(max_attempts, retry_after_seconds)
     pending = pending_by_kind()
     ran = []
-    if pending.get("iot.fault"):
-        iot_fault_journey()
-        ran.append("iot-fault-journey")
-    if pending.get("cases.status") or pending.get("carepath.case_status"):
-        case_status_journey()
-        ran.append("case-status-journey")
-    if any(pending.get(k) for k in ("twilio.status", "twilio.inbound", "sendgrid.event")):
-        delivery_status()
-        ran.append("delivery-status")
+    for name, journey in journeys().items():  # each journey whose sources have pending rows, as a subflow
+        if any(pending.get(f"{source}.{kind}") for source, kind in journey.kinds):
+            load_flow(journey.entrypoint)()
+            ran.append(name)
     sent = outbox()
     figures = {
         "pending": sum(pending.values()),

@@ -11,13 +11,14 @@ from pydantic import Field
 
 from carepath.rules.faults import FaultRules
 from carepath.settings import get_settings
+from carepath.sources import journey_batch_size
 from tasks.faults import DrainSummary, drain_faults
 from tasks.messaging import SendSummary, send_queued_messages
 
 
 @flow(name="iot-fault-journey")
 def iot_fault_journey(
-    batch_size: Annotated[int | None, Field(ge=1, le=50_000)] = None,
+    batch_size: Annotated[int, Field(ge=1, le=50_000)] = journey_batch_size("iot-fault-journey"),
     max_batches: Annotated[int | None, Field(ge=1)] = None,
     send_messages: bool = True,
     critical_threshold: int | None = None,
@@ -27,7 +28,7 @@ def iot_fault_journey(
     """Open a critical case for each frequent critical device fault and text its owner a tracking link.
 
     Args:
-        batch_size: Faults claimed per transaction (default: settings, 5000).
+        batch_size: Faults claimed per transaction.
         max_batches: Stop after this many batches (default: until the inbox has no pending faults).
         send_messages: Hand the queued SMS to the provider at the end (off: leave them queued).
         critical_threshold: A fault is critical above this error code (default: settings, 10).
@@ -35,7 +36,6 @@ def iot_fault_journey(
         min_count: Faults needed within the window before a case opens (default: settings, 1).
     """
     rules = fault_rules(critical_threshold, window_minutes, min_count)
-    batch_size = batch_size or get_settings().fault_batch_size
     drained = DrainSummary()
     batches = 0
     while max_batches is None or batches < max_batches:

@@ -3,6 +3,9 @@
 Bursts are coalesced into one Prefect event per (source, kind) and interval, so a thousand faults a second
 start a handful of triggered runs, not a thousand. If Prefect is unreachable nothing is lost: the rows stay
 pending and unannounced, and the drain loop or the scheduled inbox sweep picks them up.
+
+Events go through Prefect's async events client (carepath/events.py), one connection kept open between
+announcements and opened again after a failure.
 """
 
 from __future__ import annotations
@@ -11,11 +14,11 @@ import asyncio
 import contextlib
 import logging
 
-import httpx
+from prefect.events.clients import EventsClient
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from carepath.events import prefect_event
+from carepath.events import emit_inbox_events, events_client
 from models import InboxEvent
 from models.base import utcnow
 
@@ -30,11 +33,10 @@ class Announcer:
         self._pending: dict[tuple[str, str], list[int]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._client: EventsClient | None = None
 
     def start(self) -> None:
         if self._api_url:
-            self._client = httpx.AsyncClient(timeout=5.0)
             self._task = asyncio.create_task(self._run(), name="announcer")
 
     async def stop(self) -> None:
@@ -42,8 +44,7 @@ class Announcer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._client:
-            await self._client.aclose()
+        await self._close_client()
 
     async def notify(self, created: dict[tuple[str, str], list[int]]) -> None:
         """Queue new inbox ids for the next announcement."""
@@ -67,11 +68,24 @@ class Announcer:
                 )
 
     async def _announce(self, pending: dict[tuple[str, str], list[int]]) -> None:
-        assert self._client is not None
-        events = [prefect_event(source, kind, ids) for (source, kind), ids in pending.items()]
-        response = await self._client.post(f"{self._api_url}/events", json=events)
-        response.raise_for_status()
+        """Emit the events (each confirmed by Prefect), then record the rows as announced."""
+        try:
+            if self._client is None:
+                assert self._api_url is not None
+                client = events_client(self._api_url)
+                await client.__aenter__()
+                self._client = client
+            await emit_inbox_events(self._client, pending)
+        except BaseException:
+            await self._close_client()  # a fresh connection next time
+            raise
         ids = [i for group in pending.values() for i in group]
         table = InboxEvent.__table__
         async with self._engine.begin() as conn:
             await conn.execute(update(table).where(table.c.id.in_(ids)).values(announced_at=utcnow()))
+
+    async def _close_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.__aexit__(None, None, None)

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from carepath.events import prefect_api_url
 from carepath.settings import Settings, get_settings
 from receiver.announce import Announcer
 from receiver.db import make_async_engine
@@ -25,10 +26,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        import os
-
         engine = make_async_engine(settings.database_url)
-        api_url = settings.prefect_api_url or os.environ.get("PREFECT_API_URL")
+        api_url = prefect_api_url(settings.prefect_api_url)
         announcer = Announcer(engine, api_url=api_url, interval=settings.announce_interval_ms / 1000)
         writer = InboxWriter(
             engine,

@@ -1,9 +1,16 @@
-"""Webhook endpoints: authenticate → validate → store (commit) → 202 with the inbox id → announce."""
+"""Webhook endpoints: authenticate → validate → store (commit) → 202 with the inbox id → announce.
+
+Every route, and the inbox (source, kind), schema and verification behind it, comes from the source registry
+(carepath/sources.py). Our own HMAC-signed JSON sources share one handler; a source whose body or answer
+differs (Twilio's form posts and TwiML, SendGrid's signed arrays) has its own below, keyed by its name.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -11,8 +18,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from carepath.schemas import CaseStatusIn, FaultIn, SendGridEventIn, TwilioInboundIn, TwilioStatusIn
 from carepath.settings import Settings
+from carepath.sources import Source, routes
 from receiver.errors import Rejected
 from receiver.inbox_writer import Accepted
 from receiver.signatures import SignatureError, verify_carepath, verify_sendgrid, verify_twilio
@@ -110,8 +117,10 @@ def twilio_form(request: Request, body: bytes) -> dict[str, str]:
     return form
 
 
-async def store(request: Request, source: str, kind: str, event_id: str, payload: dict[str, Any]) -> Accepted:
-    return await request.app.state.writer.store(source=source, kind=kind, event_id=event_id, payload=payload)
+async def store(request: Request, declared: Source, event_id: str, payload: dict[str, Any]) -> Accepted:
+    return await request.app.state.writer.store(
+        source=declared.source, kind=declared.kind, event_id=event_id, payload=payload
+    )
 
 
 def accepted_one(a: Accepted) -> JSONResponse:
@@ -129,58 +138,48 @@ def accepted_many(items: list[Accepted]) -> JSONResponse:
     )
 
 
-_FAULT_LIST = TypeAdapter(list[FaultIn])
+@lru_cache(maxsize=16)
+def list_of(schema: type[BaseModel]) -> TypeAdapter:
+    """A validator for an array of `schema` (built once per schema: building one costs more than using it)."""
+    return TypeAdapter(list[schema])
 
 
-@router.post("/iot/faults", status_code=202)
-async def iot_faults(request: Request) -> JSONResponse:
-    """One device fault, or an array from a device that buffers (HMAC-signed)."""
-    body = await read_body(request, "iot")
-    check_carepath_signature(request, "iot", body)
+async def signed_json_events(request: Request, declared: Source) -> JSONResponse:
+    """One of our own sources (HMAC-signed JSON with an `event_id`): one event, or an array when the source
+    sends batches (a device that buffers)."""
+    body = await read_body(request, declared.source)
+    check_carepath_signature(request, declared.source, body)
     data = parse_json(body)
-    if isinstance(data, list) and not data:
+    if not (declared.batches and isinstance(data, list)):
+        one = validate(declared.schema, data)
+        return accepted_one(await store(request, declared, one.event_id, one.model_dump(mode="json")))
+    if not data:
         raise Rejected(422, "invalid payload: empty array")
-    if not isinstance(data, list):
-        one = validate(FaultIn, data)
-        return accepted_one(await store(request, "iot", "fault", one.event_id, one.model_dump(mode="json")))
-    faults = validate(_FAULT_LIST, data)
+    events = validate(list_of(declared.schema), data)
     stored = await asyncio.gather(
-        *(store(request, "iot", "fault", f.event_id, f.model_dump(mode="json")) for f in faults)
+        *(store(request, declared, e.event_id, e.model_dump(mode="json")) for e in events)
     )
     return accepted_many(list(stored))
 
 
-@router.post("/cases/status", status_code=202)
-async def case_status(request: Request) -> JSONResponse:
-    """A case's status changed in another system (HMAC-signed)."""
-    body = await read_body(request, "cases")
-    check_carepath_signature(request, "cases", body)
-    change = validate(CaseStatusIn, parse_json(body))
-    return accepted_one(
-        await store(request, "cases", "status", change.event_id, change.model_dump(mode="json"))
-    )
-
-
-@router.post("/twilio/status", status_code=202)
-async def twilio_status(request: Request) -> JSONResponse:
+async def twilio_status(request: Request, declared: Source) -> JSONResponse:
     """Twilio's delivery status callback for a message we sent."""
-    body = await read_body(request, "twilio")
+    body = await read_body(request, declared.source)
     form = twilio_form(request, body)
-    status = validate(TwilioStatusIn, form)
+    status = validate(declared.schema, form)
     # Twilio marks retries of one callback with the same idempotency token.
     event_id = request.headers.get("i-twilio-idempotency-token") or (
         f"{status.MessageSid}:{status.MessageStatus}:{status.ErrorCode or ''}"
     )
-    return accepted_one(await store(request, "twilio", "status", event_id, form))
+    return accepted_one(await store(request, declared, event_id, form))
 
 
-@router.post("/twilio/inbound")
-async def twilio_inbound(request: Request) -> Response:
+async def twilio_inbound(request: Request, declared: Source) -> Response:
     """An SMS from a customer (STOP/START keywords change consent). Answers TwiML, as Twilio expects."""
-    body = await read_body(request, "twilio")
+    body = await read_body(request, declared.source)
     form = twilio_form(request, body)
-    message = validate(TwilioInboundIn, form)
-    accepted = await store(request, "twilio", "inbound", message.MessageSid, form)
+    message = validate(declared.schema, form)
+    accepted = await store(request, declared, message.MessageSid, form)
     return Response(
         '<?xml version="1.0" encoding="UTF-8"?><Response></Response>',
         media_type="text/xml",
@@ -189,13 +188,9 @@ async def twilio_inbound(request: Request) -> Response:
     )
 
 
-_SENDGRID = TypeAdapter(list[SendGridEventIn])
-
-
-@router.post("/sendgrid/events", status_code=202)
-async def sendgrid_events(request: Request) -> JSONResponse:
+async def sendgrid_events(request: Request, declared: Source) -> JSONResponse:
     """SendGrid's signed event webhook: an array of delivery and engagement events."""
-    body = await read_body(request, "sendgrid")
+    body = await read_body(request, declared.source)
     settings = _settings(request)
     try:
         verify_sendgrid(
@@ -210,11 +205,46 @@ async def sendgrid_events(request: Request) -> JSONResponse:
     data = parse_json(body)
     if not isinstance(data, list) or not data:
         raise Rejected(422, "invalid payload: expected a non-empty array of events")
-    events = validate(_SENDGRID, data)
+    events = validate(list_of(declared.schema), data)
     stored = await asyncio.gather(
-        *(
-            store(request, "sendgrid", "event", e.sg_event_id, raw)
-            for e, raw in zip(events, data, strict=True)
-        )
+        *(store(request, declared, e.sg_event_id, raw) for e, raw in zip(events, data, strict=True))
     )
     return accepted_many(list(stored))
+
+
+Handler = Callable[[Request, Source], Awaitable[Response]]
+
+# Sources whose requests are not our signed JSON events; the verifier each handler implements.
+HANDLERS: dict[str, tuple[str, Handler]] = {
+    "twilio-status": ("twilio", twilio_status),
+    "twilio-inbound": ("twilio", twilio_inbound),
+    "sendgrid-events": ("sendgrid", sendgrid_events),
+}
+
+
+def handler_for(declared: Source) -> Handler:
+    """The handler of a declared webhook source: its own, or the shared one for our signed JSON events."""
+    verifier, handle = HANDLERS.get(declared.name, ("carepath-hmac", signed_json_events))
+    if verifier != declared.verifier:
+        raise ValueError(
+            f"{declared.name} is declared {declared.verifier!r}; its handler verifies {verifier!r}"
+        )
+    return handle
+
+
+def _endpoint(declared: Source, handle: Handler) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        return await handle(request, declared)
+
+    endpoint.__name__ = declared.name.replace("-", "_")
+    endpoint.__doc__ = handle.__doc__
+    return endpoint
+
+
+for _path, _declared in routes().items():
+    router.add_api_route(
+        _path.removeprefix(router.prefix),
+        _endpoint(_declared, handler_for(_declared)),
+        methods=["POST"],
+        status_code=202,
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, case, or_, select, text, update
 from sqlalchemy.orm import Session
@@ -17,9 +16,7 @@ from carepath.rules.faults import DevicePlan, case_title
 from carepath.rules.tickets import new_ticket_number, new_tracking_token
 from models import Case, CaseStatus, CaseStatusChange, Channel, Entitlement, EntitlementState, Priority
 from models.base import utcnow
-
-if TYPE_CHECKING:
-    from tasks.faults import DeviceOwner
+from tasks.device_cases import DeviceOwner, OpenedCase
 
 
 @dataclass(frozen=True)
@@ -63,16 +60,6 @@ class NewIotCase:
             occurrences=len(attached),
             frequency=max(d.frequency for d in attached),
         )
-
-
-@dataclass(frozen=True)
-class OpenedCase:
-    id: int
-    ticket_number: str
-    tracking_token: str
-    device_id: str
-    contact_id: int
-    error_code: int
 
 
 def find_open_cases(*, session: Session, device_ids: Iterable[str]) -> dict[str, int]:

@@ -25,6 +25,7 @@ from carepath.settings import Settings, get_settings
 from models import Consent, Contact, Device, DeviceFault, MessageChannel, Product
 from models.base import utcnow
 from tasks.cases import NewIotCase, attach_faults_to_open_cases, find_open_cases, open_iot_cases
+from tasks.device_cases import DeviceOwner
 from tasks.fault_claims import claim_faults
 from tasks.inbox import mark_failed
 from tasks.messaging import queue_fault_sms
@@ -57,21 +58,6 @@ class DrainSummary:
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.update(other.errors)
-
-
-@dataclass(frozen=True)
-class DeviceOwner:
-    device_id: str
-    contact_id: int
-    account_id: int | None
-    first_name: str
-    phone: str | None
-    phone_valid: bool | None  # checked when the contact was written; None: not known for this number
-    language: str
-    sms_consent: str | None
-    product_id: int | None
-    product_name: str | None
-    product_sku: str | None
 
 
 def load_known_devices(*, session: Session, device_ids: set[str]) -> set[str]:

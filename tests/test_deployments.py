@@ -3,24 +3,17 @@ expect events Carepath emits, and its run form can be filled from defaults."""
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import pytest
 import yaml
 from prefect.utilities.callables import parameter_schema
 
-from carepath.events import EVENT_NAMES
+from carepath.sources import event_names, load_flow
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = yaml.safe_load((ROOT / "prefect.yaml").read_text())
 DEPLOYMENTS = CONFIG["deployments"]
-
-
-def load_flow(entrypoint: str):
-    path, name = entrypoint.split(":")
-    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
-    return getattr(module, name)
 
 
 def test_every_flow_has_a_deployment() -> None:
@@ -45,7 +38,7 @@ def test_deployment_loads_and_defaults_validate(deployment: dict) -> None:
 
 @pytest.mark.parametrize("deployment", [d for d in DEPLOYMENTS if d.get("triggers")], ids=lambda d: d["name"])
 def test_triggers_expect_events_carepath_emits(deployment: dict) -> None:
-    emitted = set(EVENT_NAMES.values())
+    emitted = set(event_names().values())
     for trigger in deployment["triggers"]:
         assert set(trigger["expect"]) <= emitted
 

@@ -22,9 +22,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("contact", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("phone_checked", sa.String(length=32), nullable=True))
-        batch_op.add_column(sa.Column("phone_valid", sa.Boolean(), nullable=True))
+    # Plain ADD COLUMN (SQLite has it): batch mode would reflect the table first, and SQLite's reflection
+    # warns that it skips the expression index ix_contact_email_lower, on every fresh database.
+    op.add_column("contact", sa.Column("phone_checked", sa.String(length=32), nullable=True))
+    op.add_column("contact", sa.Column("phone_valid", sa.Boolean(), nullable=True))
     # Check the numbers already stored, a chunk at a time (libphonenumber: tens of µs per number).
     from carepath.rules.messaging import is_e164
 
@@ -56,6 +57,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("contact", schema=None) as batch_op:
-        batch_op.drop_column("phone_valid")
-        batch_op.drop_column("phone_checked")
+    # Plain DROP COLUMN (SQLite 3.35+): batch mode would rebuild contact from its reflection, which has no
+    # expression indexes, and so lose ix_contact_email_lower.
+    op.drop_column("contact", "phone_valid")
+    op.drop_column("contact", "phone_checked")
