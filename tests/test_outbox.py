@@ -74,6 +74,14 @@ def set_env(monkeypatch, **values) -> None:
     reset_settings()
 
 
+def wait_for(condition, timeout: float = 10.0) -> bool:
+    """Poll `condition` until it holds or `timeout` passes; its last value."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
 def messages(session) -> list[Message]:
     """The messages as stored now (the read's transaction ends: SQLite's BEGIN IMMEDIATE would block)."""
     session.expire_all()
@@ -97,8 +105,9 @@ def test_answer_after_the_time_out_is_unknown_then_settled_with_one_request(
     assert (summary.sent, summary.unknown) == (0, 1)
     [message] = messages(session)
     assert message.status is MessageStatus.UNKNOWN and "no answer" in message.status_reason
-    time.sleep(0.8)  # let the stub finish its slow answer before counting
-    assert len(providers.twilio_creates()) == 1
+    assert wait_for(
+        lambda: len(providers.twilio_creates()) == 1
+    )  # the stub records once its slow answer is out
 
     assert reconcile().settled == 1
 
@@ -309,7 +318,7 @@ def test_sigkill_mid_send_then_restart_sends_every_message_exactly_once(
         sender.send_signal(signal.SIGKILL)
     finally:
         sender.wait(10)
-    time.sleep(0.3)  # requests already in the stub finish
+    time.sleep(0.3)  # requests already in the stub finish (each answers after 0.02 s)
     stranded = messages(session)
     assert any(m.status is MessageStatus.SENDING for m in stranded)  # the kill left claims behind
     assert any(m.status is MessageStatus.QUEUED for m in stranded)

@@ -94,69 +94,64 @@ def apply_decisions(
     return summary, requeued
 
 
-def _event(session: Session, message_id: int, status: str, reason: str, now: datetime, **payload) -> None:
-    session.execute(
-        insert(DeliveryEvent.__table__).values(
-            message_id=message_id,
-            status=status,
-            error_code=None,
-            reason=reason,
-            payload=payload,
-            occurred_at=now,
+def _settle_as(session: Session, message_id: int, now: datetime, event: str, reason: str, **values) -> int:
+    """Move one message on from `unknown` (only if it still is) and keep the step as a delivery event."""
+    done = session.execute(
+        update(Message)
+        .where(Message.id == message_id, Message.status == MessageStatus.UNKNOWN)
+        .values(updated_at=now, **values),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+    if done:
+        session.execute(
+            insert(DeliveryEvent.__table__).values(
+                message_id=message_id,
+                status=event,
+                error_code=None,
+                reason=reason,
+                payload={"provider_message_id": values.get("provider_message_id")},
+                occurred_at=now,
+            )
         )
-    )
+    return done
 
 
 def _settle(
     session: Session, message_id: int, provider: str, provider_id: str | None, status: str, now: datetime
 ) -> int:
-    done = session.execute(
-        update(Message)
-        .where(Message.id == message_id, Message.status == MessageStatus.UNKNOWN)
-        .values(
-            status=MessageStatus(status),
-            provider=provider,
-            provider_message_id=provider_id,
-            sent_at=now,
-            status_reason=None,
-            updated_at=now,
-        ),
-        execution_options={"synchronize_session": False},
-    ).rowcount
-    if done:
-        _event(session, message_id, "settled", "found at the provider", now, provider_message_id=provider_id)
-    return done
+    return _settle_as(
+        session,
+        message_id,
+        now,
+        "settled",
+        "found at the provider",
+        status=MessageStatus(status),
+        provider=provider,
+        provider_message_id=provider_id,
+        sent_at=now,
+        status_reason=None,
+    )
 
 
 def _requeue(session: Session, message_id: int, now: datetime) -> int:
     reason = "outcome unknown and not found at the provider after the grace period: sent again, once"
-    done = session.execute(
-        update(Message)
-        .where(Message.id == message_id, Message.status == MessageStatus.UNKNOWN)
-        .values(
-            status=MessageStatus.QUEUED,
-            resends=Message.resends + 1,
-            attempted_at=None,
-            sending_at=None,
-            lease_expires_at=None,
-            status_reason=reason,
-            updated_at=now,
-        ),
-        execution_options={"synchronize_session": False},
-    ).rowcount
-    if done:
-        _event(session, message_id, "resend", reason, now)
-    return done
+    return _settle_as(
+        session,
+        message_id,
+        now,
+        "resend",
+        reason,
+        status=MessageStatus.QUEUED,
+        resends=Message.resends + 1,
+        attempted_at=None,
+        sending_at=None,
+        lease_expires_at=None,
+        status_reason=reason,
+    )
 
 
 def _give_up(session: Session, message_id: int, now: datetime) -> int:
     reason = "outcome unknown: not found at the provider after one resend; not sent again (review)"
-    done = session.execute(
-        update(Message)
-        .where(Message.id == message_id, Message.status == MessageStatus.UNKNOWN)
-        .values(status=MessageStatus.FAILED, status_reason=reason, updated_at=now),
-        execution_options={"synchronize_session": False},
-    ).rowcount
-    if done:
-        _event(session, message_id, "failed", reason, now)
-    return done
+    return _settle_as(
+        session, message_id, now, "failed", reason, status=MessageStatus.FAILED, status_reason=reason
+    )

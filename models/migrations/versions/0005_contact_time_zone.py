@@ -19,10 +19,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("contact", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("time_zone", sa.String(length=64), nullable=True))
+    # In place (both dialects add a nullable column without a rebuild): a batch copy of contact would reflect
+    # its expression index, which SQLite reflection cannot read (a warning in every `make demo`).
+    op.add_column("contact", sa.Column("time_zone", sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("contact", schema=None) as batch_op:
-        batch_op.drop_column("time_zone")
+    op.drop_column("contact", "time_zone")  # SQLite ≥ 3.35 drops a plain column in place
