@@ -19,10 +19,11 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("contact", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("time_zone", sa.String(length=64), nullable=True))
+    # Plain ADD COLUMN, as in 0003: batch mode would reflect contact first, and SQLite's reflection warns that
+    # it skips the expression index ix_contact_email_lower, on every fresh database.
+    op.add_column("contact", sa.Column("time_zone", sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("contact", schema=None) as batch_op:
-        batch_op.drop_column("time_zone")
+    # Plain DROP COLUMN (SQLite 3.35+), as in 0003: a batch rebuild would lose that expression index.
+    op.drop_column("contact", "time_zone")
