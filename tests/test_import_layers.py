@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 # The project's folders above carepath/ (found from the project root, never installed).
-ABOVE_CAREPATH = {"cli", "flows", "tasks", "models", "data", "deployments", "receiver", "bench", "stubs", "tests"}
+ABOVE_CAREPATH = set("cli flows tasks models data deployments receiver bench stubs tests".split())
 
 
 def imported_modules(path: Path, *, module_level_only: bool = False) -> set[str]:
