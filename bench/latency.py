@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 
 from bench.setup_data import DEFAULT_PG_URL, generate_organisation, recreate_database
-from carepath.provider_stub import ProviderStub
 from deployments.serve import free_port, loopback_env, serve_command
 from receiver.signatures import sign_carepath
+from stubs.provider_stub import ProviderStub
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret"

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select, update
 
 from carepath.db import unit_of_work
-from carepath.settings import Settings, get_settings, reset_settings
+from carepath.settings import PROJECT_ROOT, Settings, get_settings, reset_settings
 from deployments.serve import free_port, wait_for_port
 from models import Message, MessageChannel, MessageStatus
 from tasks.messaging import drain_outbox
@@ -50,7 +50,8 @@ def stub_process() -> Iterator[str]:
     """The provider stub in its own process, so the sender and the stub do not share a GIL."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "carepath.provider_stub", "--port", str(port)],
+        [sys.executable, "-m", "stubs.provider_stub", "--port", str(port)],
+        cwd=PROJECT_ROOT,  # stubs/ is found from the project root, like every folder but carepath/
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

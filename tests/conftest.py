@@ -65,7 +65,7 @@ def prefect_server() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def provider_stub_server():
-    from carepath.provider_stub import ProviderStub
+    from stubs.provider_stub import ProviderStub
 
     with ProviderStub() as stub:
         yield stub

@@ -21,7 +21,7 @@ def test_demo_runs_clean_and_prints_each_message_once(tmp_path: Path) -> None:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "carepath.cli", "demo"],
+        [str(Path(sys.executable).with_name("carepath")), "demo"],  # the console script
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -382,7 +382,7 @@ def test_sendgrid_event_settles_an_unknown_email(session, providers) -> None:
 def test_reconcile_messages_command_prints_exactly_its_contract(
     session, providers, capsys, prefect_server
 ) -> None:
-    from carepath.cli import main
+    from cli.commands import main
 
     queue_messages(session, 1)
     providers.fail_next("twilio", status=201, drop=True)

@@ -19,7 +19,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from carepath.provider_stub import ProviderStub
+from stubs.provider_stub import ProviderStub
 
 TO, FROM = "+15005550006", "+15005550001"
 CALLBACK = "http://127.0.0.1:8000/webhooks/twilio/status"

@@ -23,7 +23,7 @@ started ``stub``::
     sendgrid.send(Mail(from_email="a@x.example", to_emails="b@y.example", subject="S", plain_text_content="T"))
     # Errors raise python_http_client.exceptions.HTTPError subclasses (.status_code, .body).
 
-Standalone: ``python -m carepath.provider_stub --host 127.0.0.1 --port 8025``.
+Standalone: ``python -m stubs.provider_stub --host 127.0.0.1 --port 8025``.
 """
 
 from __future__ import annotations
