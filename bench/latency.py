@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.latency_stages import breakdown, fault_marks, percentile, prefect_runs
 from bench.setup_data import DEFAULT_PG_URL, generate_organisation, recreate_database
 from deployments.serve import free_port, loopback_env, serve_command
 from receiver.signatures import sign_carepath
@@ -27,11 +28,6 @@ from stubs.provider_stub import ProviderStub
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:
@@ -84,7 +80,9 @@ def main() -> None:
                 except httpx.HTTPError:
                     time.sleep(0.3)
             time.sleep(3)  # let the first sweep and the drain loop settle
-            posted: dict[str, float] = {}
+            posted: dict[str, float] = {}  # event id → time posted
+            accepted: dict[str, float] = {}  # event id → 202 received
+            phones: dict[str, str] = {}  # event id → the owner's phone
             # Devices 10, 20, … belong to owners without SMS consent (their texts are blocked): skip them.
             for n in [d for d in range(1, 2 * args.faults) if d % 10][: args.faults]:
                 body = json.dumps(
@@ -101,18 +99,27 @@ def main() -> None:
                     "X-Carepath-Signature": sign_carepath(SECRET, ts, body),
                     "Content-Type": "application/json",
                 }
-                posted[f"+30691{n:07d}"] = time.time()
-                assert (
-                    httpx.post(f"{receiver}/webhooks/iot/faults", content=body, headers=headers).status_code
-                    == 202
-                )
+                event_id = f"lat-{n}"
+                phones[event_id] = f"+30691{n:07d}"
+                posted[event_id] = time.time()
+                response = httpx.post(f"{receiver}/webhooks/iot/faults", content=body, headers=headers)
+                accepted[event_id] = time.time()
+                assert response.status_code == 202
                 time.sleep(args.interval)
             deadline = time.time() + 120
             while len(stub.twilio_messages()) < args.faults and time.time() < deadline:
                 time.sleep(0.2)
-            latencies = [
-                m.received_at - posted[m.form["To"]] for m in stub.twilio_messages() if m.form["To"] in posted
-            ]
+            at_stub = {m.form["To"]: m.received_at for m in stub.twilio_messages()}
+            latencies = [at_stub[phones[e]] - t for e, t in posted.items() if phones[e] in at_stub]
+            time.sleep(2)  # the last runs finish and are recorded
+            stages = breakdown(
+                posted=posted,
+                accepted=accepted,
+                at_stub=at_stub,
+                phones=phones,
+                marks=fault_marks(url, list(posted)),
+                runs=prefect_runs(f"http://127.0.0.1:{prefect_port}/api"),
+            )
         finally:
             serve.terminate()
             serve.wait(60)
@@ -123,6 +130,7 @@ def main() -> None:
         f"p50 {statistics.median(latencies):.2f} s, p95 {percentile(latencies, 0.95):.2f} s, "
         f"max {max(latencies):.2f} s (goal p95 ≤ 5 s)"
     )
+    print("\n".join(stages))
 
 
 if __name__ == "__main__":
