@@ -173,10 +173,9 @@ def test_fault_to_sms_and_resolution_to_email_through_the_served_stack(stack, se
     page = httpx.get(f"{stack['receiver']}/track/{case.ticket_number}", params={"t": case.tracking_token})
     assert page.status_code == 200 and "Resolved" in page.text
 
-    # The fault's Prefect event triggered the deployment (it found the work done by the drain loop).
-    wait_until(
-        lambda: completed_runs(stack["prefect"], "iot-fault-journey"), 90, "a triggered run to complete"
-    )
+    # Whether or not the fault was announced (only rows still pending after the announce interval are) and a
+    # triggered run started, nothing is sent twice. Triggers without a drain loop: the test below.
+    time.sleep(3)
     assert len(stub.twilio_messages()) == 1 and len(stub.sendgrid_mails()) == 1
 
 
