@@ -167,6 +167,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from data.demo import load_demo_faults, seed_demo
     from flows.iot_fault_journey import iot_fault_journey
     from tasks.ingest import store_fault_events
+    from tasks.messaging import ensure_sms_rate_limit
 
     upgrade()
     with unit_of_work() as session:
@@ -186,19 +187,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print_demo_report(figures)
     resolve_demo_case()
     return 0
-
-
-def ensure_sms_rate_limit() -> None:
-    """The Prefect global rate limit SMS sends take slots from, at the configured rate (as `make serve`
-    creates it), so the demo's sends are paced like a served stack's."""
-    from prefect import get_client
-
-    settings = get_settings()
-    if settings.sms_rate_limit_name:
-        with get_client(sync_client=True) as client:
-            client.upsert_global_concurrency_limit_by_name(
-                settings.sms_rate_limit_name, settings.sms_per_second, settings.sms_per_second
-            )
 
 
 def resolve_demo_case() -> None:

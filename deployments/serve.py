@@ -164,11 +164,8 @@ def main(argv: list[str] | None = None) -> None:
             )
         wait_for(env["PREFECT_API_URL"] + "/health", 90, "the Prefect server")
         run([prefect, "work-pool", "create", "carepath-process", "--type", "process", "--overwrite"], env)
-        limit = env.get("CAREPATH_SMS_PER_SECOND", "10")
-        sms_limit = ["carepath-sms", "--limit", limit, "--slot-decay-per-second", limit]
-        made = run([prefect, "global-concurrency-limit", "create", *sms_limit], env, check=False)
-        if made.returncode:  # it exists: set it to this rate
-            run([prefect, "global-concurrency-limit", "update", *sms_limit], env, check=False)
+        # The SMS rate limit, named and sized by the settings (the same code the demo uses).
+        run([str(BIN / "python"), "-c", "from tasks.messaging import ensure_sms_rate_limit as e; e()"], env)
         deployed = run([prefect, "--no-prompt", "deploy", "--all"], env, check=False)
         if deployed.returncode:
             raise SystemExit(f"prefect deploy failed:\n{deployed.stdout}\n{deployed.stderr}")

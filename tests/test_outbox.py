@@ -394,3 +394,26 @@ def test_reconcile_messages_command_prints_exactly_its_contract(
     out = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(out) == {"settled": 1, "resent": 0, "still_unknown": 0}
     assert len(providers.twilio_creates()) == 1
+
+
+def test_sms_rate_limit_paces_sends_through_the_prefect_server(prefect_server, monkeypatch) -> None:
+    """Slots come from the server's global rate limit: 5 slots at 5/s, then 5 more wait about a second (a
+    used-up rate is a 423 the quick path waits out), never an error and never a skipped limit."""
+    from tasks.messaging import ensure_sms_rate_limit
+    from tasks.messaging.claims import ClaimedMessage
+    from tasks.messaging.drain import _take_rate_slots_quickly, take_rate_slots
+
+    set_env(monkeypatch, sms_rate_limit_name="test-sms-pacing", sms_per_second=5)
+    ensure_sms_rate_limit()
+    sms = [
+        ClaimedMessage(i, MessageChannel.SMS, "+306912345678", None, "b", f"k{i}", None, None)
+        for i in range(5)
+    ]
+
+    started = time.monotonic()
+    take_rate_slots("test-sms-pacing", sms)
+    take_rate_slots("test-sms-pacing", sms)
+    elapsed = time.monotonic() - started
+
+    assert elapsed >= 0.8  # the second five waited for the first five to decay at 5/s
+    assert _take_rate_slots_quickly("test-sms-pacing", 1)  # Prefect's public client call, not the fallback

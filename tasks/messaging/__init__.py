@@ -17,6 +17,7 @@ from tasks.messaging.claims import (
 from tasks.messaging.consent import set_consent
 from tasks.messaging.drain import (
     drain_outbox,
+    ensure_sms_rate_limit,
     reconcile_messages_task,
     reconcile_outbox,
     release_leases,
@@ -46,6 +47,7 @@ __all__ = [
     "deliver",
     "deliver_one",
     "drain_outbox",
+    "ensure_sms_rate_limit",
     "idempotency_key",
     "insert_messages",
     "mark_attempted",

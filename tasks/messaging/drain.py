@@ -121,6 +121,18 @@ def reconcile_messages_task(limit: int = 1000) -> ReconcileSummary:
     return reconcile_outbox(settings=get_settings(), limit=limit)
 
 
+def ensure_sms_rate_limit(settings: Settings | None = None) -> None:
+    """Create (or set) the Prefect global rate limit SMS sends take slots from, at the provider's rate."""
+    from prefect import get_client
+
+    settings = settings or get_settings()
+    if settings.sms_rate_limit_name:
+        with get_client(sync_client=True) as client:
+            client.upsert_global_concurrency_limit_by_name(
+                settings.sms_rate_limit_name, settings.sms_per_second, settings.sms_per_second
+            )
+
+
 def take_rate_slots(name: str, messages: list[ClaimedMessage]) -> None:
     """Wait for the provider's SMS rate: one slot per SMS from a Prefect global rate limit whose slots decay
     at the provider's rate (`carepath serve` creates it; a limit that does not exist is not enforced)."""
@@ -132,33 +144,29 @@ def take_rate_slots(name: str, messages: list[ClaimedMessage]) -> None:
 
 
 def _take_rate_slots_quickly(name: str, slots: int, attempts: int = 40) -> bool:
-    """The slots from the same API as `rate_limit`, retrying a refused write after 50 ms; False: not taken
-    (the caller falls back to `rate_limit`).
+    """The slots through Prefect's client (`increment_concurrency_slots`, as `rate_limit` takes them), retrying
+    a refused write after 50 ms; False: not taken (the caller falls back to `rate_limit`).
 
     On a SQLite-backed Prefect server the increment reads then writes in one transaction; while another writer
     holds the database SQLite refuses at once, the server answers 503, and Prefect's client waits 2 s before
-    trying again — the largest part of a fault's time to SMS there (bench/README.md). A 423 (the rate is used up)
-    waits the server's Retry-After, as `rate_limit` does."""
+    trying again — the largest part of a fault's time to SMS there (bench/README.md). So the client's own
+    retries are off for this call and the 503 is retried here; a 423 (the rate is used up) waits the server's
+    Retry-After, as `rate_limit` does."""
     import httpx
     from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
-    with get_client(sync_client=True) as client:
-        http = client._client  # Prefect's client (base URL, authentication); its send() retries slowly
-        if getattr(http, "enable_csrf_support", False):
-            return False
-        request = http.build_request(
-            "POST",
-            "/v2/concurrency_limits/increment",
-            json={"names": [name], "slots": slots, "mode": "rate_limit"},
-        )
+    with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0}), get_client(sync_client=True) as client:
         for _ in range(attempts):
-            response = httpx.Client.send(http, request)
-            if response.status_code == 200:
+            try:
+                client.increment_concurrency_slots(names=[name], slots=slots, mode="rate_limit")
                 return True
-            if response.status_code == 423:
-                time.sleep(float(response.headers.get("Retry-After", "0.1")))
-            elif response.status_code == 503:
-                time.sleep(0.05)
-            else:
-                return False
+            except httpx.HTTPStatusError as exc:
+                status = exc.response.status_code
+                if status == 423:
+                    time.sleep(float(exc.response.headers.get("Retry-After", "0.1")))
+                elif status == 503:
+                    time.sleep(0.05)
+                else:
+                    return False
     return False
