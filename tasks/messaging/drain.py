@@ -144,29 +144,36 @@ def take_rate_slots(name: str, messages: list[ClaimedMessage]) -> None:
 
 
 def _take_rate_slots_quickly(name: str, slots: int, attempts: int = 40) -> bool:
-    """The slots through Prefect's client (`increment_concurrency_slots`, as `rate_limit` takes them), retrying
-    a refused write after 50 ms; False: not taken (the caller falls back to `rate_limit`).
+    """The slots from the same endpoint `rate_limit` uses, retrying a refused write after 50 ms; False: not
+    taken (the caller falls back to `rate_limit`).
 
     On a SQLite-backed Prefect server the increment reads then writes in one transaction; while another writer
-    holds the database SQLite refuses at once, the server answers 503, and Prefect's client waits 2 s before
-    trying again — the largest part of a fault's time to SMS there (bench/README.md). So the client's own
-    retries are off for this call and the 503 is retried here; a 423 (the rate is used up) waits the server's
-    Retry-After, as `rate_limit` does."""
+    holds the database SQLite refuses at once, the server answers 503, and Prefect's client sleeps 2 s before
+    retrying — even with PREFECT_CLIENT_MAX_RETRIES=0, it sleeps before checking its budget (prefect
+    client/base.py) — the largest part of a fault's time to SMS there (bench/README.md). So the request goes
+    through Prefect's own configured HTTP client (its base URL and authentication) without that retry wrapper.
+    That client is an attribute Prefect does not promise: if it is missing or CSRF-protected, or anything
+    else comes back, `rate_limit` takes over. A 423 (the rate is used up) waits the server's Retry-After."""
     import httpx
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
-    with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0}), get_client(sync_client=True) as client:
+    with get_client(sync_client=True) as client:
+        http = getattr(client, "_client", None)
+        if not isinstance(http, httpx.Client) or getattr(http, "enable_csrf_support", False):
+            return False
+        request = http.build_request(
+            "POST",
+            "/v2/concurrency_limits/increment",
+            json={"names": [name], "slots": slots, "mode": "rate_limit"},
+        )
         for _ in range(attempts):
-            try:
-                client.increment_concurrency_slots(names=[name], slots=slots, mode="rate_limit")
+            response = httpx.Client.send(http, request)  # the plain send, not Prefect's slow-retrying one
+            if response.status_code == 200:
                 return True
-            except httpx.HTTPStatusError as exc:
-                status = exc.response.status_code
-                if status == 423:
-                    time.sleep(float(exc.response.headers.get("Retry-After", "0.1")))
-                elif status == 503:
-                    time.sleep(0.05)
-                else:
-                    return False
+            if response.status_code == 423:
+                time.sleep(float(response.headers.get("Retry-After", "0.1")))
+            elif response.status_code == 503:
+                time.sleep(0.05)
+            else:
+                return False
     return False
