@@ -12,8 +12,9 @@ from carepath.events import prefect_api_url
 from carepath.settings import Settings, get_settings
 from receiver.announce import Announcer
 from receiver.db import make_async_engine
-from receiver.errors import Rejected, rejected_handler
+from receiver.errors import Rejected, rejected_handler, signature_handler
 from receiver.inbox_writer import InboxWriter
+from receiver.signatures import SignatureError
 from receiver.tracking import router as tracking_router
 from receiver.webhooks import router as webhook_router
 
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Carepath receiver", version="0.1.0", lifespan=lifespan)
     app.add_exception_handler(Rejected, rejected_handler)
+    app.add_exception_handler(SignatureError, signature_handler)
     app.include_router(webhook_router)
     app.include_router(tracking_router)
 

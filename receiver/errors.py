@@ -42,3 +42,9 @@ async def rejected_handler(request: Request, exc: Rejected) -> JSONResponse:
     if exc.errors:
         body["errors"] = exc.errors
     return JSONResponse(body, status_code=exc.status)
+
+
+async def signature_handler(request: Request, exc: Exception) -> JSONResponse:
+    """A request not provably from its source (receiver.signatures.SignatureError): 401, recorded like any
+    refusal. One handler for every source, so no route wraps its check by hand."""
+    return await rejected_handler(request, Rejected(401, str(exc)))

@@ -22,7 +22,7 @@ from carepath.settings import Settings
 from carepath.sources import Source, routes
 from receiver.errors import Rejected
 from receiver.inbox_writer import Accepted
-from receiver.signatures import SignatureError, verify_carepath, verify_sendgrid, verify_twilio
+from receiver.signatures import verify_carepath, verify_sendgrid, verify_twilio
 
 router = APIRouter(prefix="/webhooks")
 
@@ -72,16 +72,13 @@ def validate(model: type[BaseModel] | TypeAdapter, data: Any) -> Any:
 def check_carepath_signature(request: Request, source: str, body: bytes) -> None:
     settings = _settings(request)
     secret = settings.webhook_secret(source)
-    try:
-        verify_carepath(
-            secret=secret.get_secret_value() if secret else None,
-            signature=request.headers.get("x-carepath-signature"),
-            timestamp=request.headers.get("x-carepath-timestamp"),
-            body=body,
-            tolerance=settings.webhook_tolerance_seconds,
-        )
-    except SignatureError as exc:
-        raise Rejected(401, str(exc)) from None
+    verify_carepath(
+        secret=secret.get_secret_value() if secret else None,
+        signature=request.headers.get("x-carepath-signature"),
+        timestamp=request.headers.get("x-carepath-timestamp"),
+        body=body,
+        tolerance=settings.webhook_tolerance_seconds,
+    )
 
 
 def public_url(request: Request) -> str:
@@ -105,15 +102,12 @@ def twilio_form(request: Request, body: bytes) -> dict[str, str]:
         raise Rejected(400, f"malformed form body: {exc}") from None
     settings = _settings(request)
     token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
-    try:
-        verify_twilio(
-            auth_token=token,
-            url=public_url(request),
-            params=form,
-            signature=request.headers.get("x-twilio-signature"),
-        )
-    except SignatureError as exc:
-        raise Rejected(401, str(exc)) from None
+    verify_twilio(
+        auth_token=token,
+        url=public_url(request),
+        params=form,
+        signature=request.headers.get("x-twilio-signature"),
+    )
     return form
 
 
@@ -192,16 +186,13 @@ async def sendgrid_events(request: Request, declared: Source) -> JSONResponse:
     """SendGrid's signed event webhook: an array of delivery and engagement events."""
     body = await read_body(request, declared.source)
     settings = _settings(request)
-    try:
-        verify_sendgrid(
-            public_key=settings.sendgrid_webhook_public_key,
-            signature=request.headers.get("x-twilio-email-event-webhook-signature"),
-            timestamp=request.headers.get("x-twilio-email-event-webhook-timestamp"),
-            body=body,
-            tolerance=settings.webhook_tolerance_seconds,
-        )
-    except SignatureError as exc:
-        raise Rejected(401, str(exc)) from None
+    verify_sendgrid(
+        public_key=settings.sendgrid_webhook_public_key,
+        signature=request.headers.get("x-twilio-email-event-webhook-signature"),
+        timestamp=request.headers.get("x-twilio-email-event-webhook-timestamp"),
+        body=body,
+        tolerance=settings.webhook_tolerance_seconds,
+    )
     data = parse_json(body)
     if not isinstance(data, list) or not data:
         raise Rejected(422, "invalid payload: expected a non-empty array of events")

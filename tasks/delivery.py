@@ -18,11 +18,11 @@ from carepath.rules.delivery import (
     sms_keyword,
     twilio_error_reason,
 )
-from carepath.rules.messaging import TWILIO_OPT_OUT_CODE
 from models import ConsentStatus, Contact, DeliveryEvent, Message, MessageChannel, MessageStatus
 from models.base import utcnow
 from tasks.inbox import ClaimedEvent, claim_pending, mark_failed, mark_processed
 from tasks.messaging import set_consent
+from tasks.messaging.consent import is_twilio_opt_out, record_twilio_opt_out
 
 
 @dataclass
@@ -68,14 +68,8 @@ def handle_twilio_status(session: Session, event: ClaimedEvent, summary: Deliver
         DeliveryEvent(message_id=message.id, status=incoming, error_code=code, reason=reason, payload=p)
     )
     summary.updated += apply_status(message, incoming=incoming, error_code=code, reason=reason)
-    if code == str(TWILIO_OPT_OUT_CODE) and message.contact_id:
-        set_consent(
-            session=session,
-            contact_id=message.contact_id,
-            channel=MessageChannel.SMS,
-            status=ConsentStatus.OPTED_OUT,
-            source=f"twilio:{TWILIO_OPT_OUT_CODE}",
-        )
+    if is_twilio_opt_out(code) and message.contact_id:
+        record_twilio_opt_out(session=session, contact_id=message.contact_id)
         summary.opt_outs += 1
     return None
 

@@ -152,20 +152,25 @@ def _take_rate_slots_quickly(name: str, slots: int, attempts: int = 40) -> bool:
     retrying — even with PREFECT_CLIENT_MAX_RETRIES=0, it sleeps before checking its budget (prefect
     client/base.py) — the largest part of a fault's time to SMS there (bench/README.md). So the request goes
     through Prefect's own configured HTTP client (its base URL and authentication) without that retry wrapper.
-    That client is an attribute Prefect does not promise: if it is missing or CSRF-protected, or anything
-    else comes back, `rate_limit` takes over. A 423 (the rate is used up) waits the server's Retry-After."""
+    That client (and its CSRF-token helper) are attributes Prefect does not promise: if one is missing, or
+    anything unexpected comes back, `rate_limit` takes over. A 423 (the rate is used up) waits the server's Retry-After."""
     import httpx
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
         http = getattr(client, "_client", None)
-        if not isinstance(http, httpx.Client) or getattr(http, "enable_csrf_support", False):
+        if not isinstance(http, httpx.Client):
             return False
         request = http.build_request(
             "POST",
             "/v2/concurrency_limits/increment",
             json={"names": [name], "slots": slots, "mode": "rate_limit"},
         )
+        if getattr(http, "enable_csrf_support", False):  # the token Prefect's own send would add
+            add_csrf_headers = getattr(http, "_add_csrf_headers", None)
+            if add_csrf_headers is None:
+                return False
+            add_csrf_headers(request)
         for _ in range(attempts):
             response = httpx.Client.send(http, request)  # the plain send, not Prefect's slow-retrying one
             if response.status_code == 200:

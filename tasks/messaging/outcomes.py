@@ -8,10 +8,9 @@ from datetime import datetime
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import Session
 
-from carepath.rules.messaging import TWILIO_OPT_OUT_CODE
-from models import ConsentStatus, DeliveryEvent, Message, MessageChannel, MessageStatus
+from models import DeliveryEvent, Message, MessageChannel, MessageStatus
 from models.base import utcnow
-from tasks.messaging.consent import set_consent
+from tasks.messaging.consent import is_twilio_opt_out, record_twilio_opt_out
 from tasks.messaging.sending import Outcome
 
 
@@ -109,7 +108,7 @@ def record_outcomes(
         elif o.error is not None:
             summary.failed += 1
             summary.failures[o.message.id] = o.error.reason
-            if o.error.code == TWILIO_OPT_OUT_CODE and o.message.contact_id is not None:
+            if is_twilio_opt_out(o.error.code) and o.message.contact_id is not None:
                 opted_out.add(o.message.contact_id)
         else:
             summary.unknown += 1
@@ -125,11 +124,5 @@ def record_outcomes(
         )
         session.execute(insert(DeliveryEvent.__table__), events)
     for contact_id in opted_out:
-        set_consent(
-            session=session,
-            contact_id=contact_id,
-            channel=MessageChannel.SMS,
-            status=ConsentStatus.OPTED_OUT,
-            source=f"twilio:{TWILIO_OPT_OUT_CODE}",
-        )
+        record_twilio_opt_out(session=session, contact_id=contact_id)
     return summary
