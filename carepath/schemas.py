@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class FaultIn(BaseModel):
@@ -81,3 +81,37 @@ class SendGridEventIn(BaseModel):
     status: str | None = None
     carepath_message_id: str | None = None
     carepath_key: str | None = None
+
+
+class InboundEmailIn(BaseModel):
+    """SendGrid Inbound Parse's multipart form: the raw MIME message (`email`, with "POST the raw, full MIME
+    message" on) or its parsed parts (`headers`, `text`, `html`, `from`, `to`, `subject`)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    email: str | None = Field(default=None, max_length=30_000_000)
+    headers: str | None = None
+    text: str | None = None
+    html: str | None = None
+    from_: str | None = Field(default=None, alias="from")
+    to: str | None = None
+    subject: str | None = None
+
+    @model_validator(mode="after")
+    def _has_a_message(self) -> InboundEmailIn:
+        if not self.email and not (self.headers and self.from_):
+            raise ValueError("neither a raw message (email) nor its headers and sender (headers, from)")
+        return self
+
+    def raw_message(self) -> str:
+        """The MIME message: as sent, or rebuilt from the parsed headers and the text (or html) part."""
+        if self.email:
+            return self.email
+        head = (self.headers or "").strip().replace("\r\n", "\n")
+        kept = "\n".join(
+            line
+            for line in head.split("\n")
+            if not line.lower().startswith(("content-type:", "content-transfer-encoding:", "mime-version:"))
+        )
+        body, subtype = (self.text, "plain") if self.text else (self.html or "", "html")
+        return f"{kept}\nMIME-Version: 1.0\nContent-Type: text/{subtype}; charset=utf-8\n\n{body}"

@@ -79,6 +79,13 @@ class Settings(BaseSettings):
     cases_webhook_secret: SecretStr | None = Field(default=None, description="HMAC secret of case systems.")
     webhook_tolerance_seconds: int = Field(default=300, ge=1, description="Accepted signature age (replays).")
     webhook_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    sendgrid_inbound_auth: SecretStr | None = Field(
+        default=None,
+        description="user:password SendGrid Inbound Parse posts with (https://user:password@host/…); unset: refused.",
+    )
+    inbound_email_max_bytes: int = Field(
+        default=10_485_760, ge=1024, description="Largest inbound email post accepted (attachments included)."
+    )
     sendgrid_webhook_public_key: str | None = Field(
         default=None, description="SendGrid's signed event webhook verification key (base64 DER)."
     )

@@ -23,9 +23,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from carepath.schemas import CaseStatusIn, FaultIn, SendGridEventIn, TwilioInboundIn, TwilioStatusIn
+from carepath.schemas import (
+    CaseStatusIn,
+    FaultIn,
+    InboundEmailIn,
+    SendGridEventIn,
+    TwilioInboundIn,
+    TwilioStatusIn,
+)
 
-Verifier = Literal["carepath-hmac", "twilio", "sendgrid"]
+Verifier = Literal["carepath-hmac", "twilio", "sendgrid", "basic-auth"]
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,19 @@ SOURCES: tuple[Source, ...] = (
         verifier="sendgrid",
         batches=True,
         retry_early_failures=True,  # may come before the message's id is recorded
+    ),
+    Source(
+        name="sendgrid-inbound",
+        source="sendgrid",
+        kind="inbound",
+        event="carepath.email.inbound",
+        deployment="email-to-case",
+        entrypoint="flows/email_to_case.py:email_to_case",
+        batch_size=100,
+        route="/webhooks/sendgrid/inbound",
+        schema=InboundEmailIn,
+        # Inbound Parse signs nothing: SendGrid posts to https://user:password@host/…, checked here.
+        verifier="basic-auth",
     ),
 )
 

@@ -68,6 +68,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_email_in(args: argparse.Namespace) -> int:
+    """An .eml file or a Maildir folder into cases (the same work as the `email-to-case` flow)."""
+    from tasks.email_to_case import email_in
+
+    try:
+        run = email_in(path=Path(args.path), settings=get_settings())
+    except (OSError, ValueError) as exc:
+        print(f"cannot read {args.path}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        return 2
+    if run.refused and not run.outcomes:
+        print(f"refused: {'; '.join(run.refused)}", file=sys.stderr)
+        return 1
+    if Path(args.path).is_dir():
+        result = {"emails": [o.as_json() for o in run.outcomes], "refused": run.refused}
+    else:
+        result = run.outcomes[0].as_json()
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for o in run.outcomes:
+            made = "new case" if o.case_created else "added to"
+            ack = "acknowledged" if o.acknowledged else f"not acknowledged ({o.automatic or 'no address'})"
+            print(f"{o.ticket}: {made}, queue {o.queue or '-'}, {ack}")
+        for why in run.refused:
+            print(f"refused: {why}")
+    return 0
+
+
 def cmd_reconcile_messages(args: argparse.Namespace) -> int:
     """Settle messages whose outcome is unknown (the same flow as the `reconcile-messages` deployment)."""
     from flows.outbox import reconcile_messages
@@ -269,6 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a deployment's flow once, locally (all: every deployment's)")
     p.add_argument("flow", nargs="?", default="all", choices=["all", *deployment_flows()])
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("email-in", help="an .eml file or a Maildir folder into cases (email to case)")
+    p.add_argument("path", help="an .eml file, or a Maildir folder (new/, cur/, tmp/)")
+    p.add_argument(
+        "--json", action="store_true", help='print {"ticket", "case_created", "queue", "acknowledged"}'
+    )
+    p.set_defaults(func=cmd_email_in)
     p = sub.add_parser(
         "reconcile-messages", help="settle messages whose outcome is unknown by asking their provider"
     )

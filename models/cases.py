@@ -91,6 +91,8 @@ class Activity(Base):
     body: Mapped[str | None] = mapped_column(Text)
     is_open: Mapped[bool] = mapped_column(default=True)
     message_id: Mapped[int | None] = mapped_column(ForeignKey("message.id"))
+    # An inbound email's Message-ID: replies name it in In-Reply-To/References; a re-delivery is recognised.
+    rfc_message_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[datetime | None]
 

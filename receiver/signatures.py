@@ -91,3 +91,22 @@ def _sendgrid_verifier(public_key: str):
     from sendgrid.helpers.eventwebhook import EventWebhook
 
     return EventWebhook(public_key)
+
+
+def verify_basic_auth(*, expected: str | None, authorization: str | None) -> None:
+    """HTTP Basic credentials (`user:password`), for a provider that signs nothing (SendGrid Inbound Parse
+    posts to https://user:password@host/…). Compared in constant time."""
+    import base64
+    import binascii
+
+    if not expected:
+        raise SignatureError("no credentials are configured for this source")
+    scheme, _, encoded = (authorization or "").partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        raise SignatureError("missing HTTP Basic credentials")
+    try:
+        given = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise SignatureError("malformed HTTP Basic credentials") from None
+    if not hmac.compare_digest(given, expected.encode()):
+        raise SignatureError("HTTP Basic credentials do not match")

@@ -22,7 +22,7 @@ from carepath.settings import Settings
 from carepath.sources import Source, routes
 from receiver.errors import Rejected
 from receiver.inbox_writer import Accepted
-from receiver.signatures import verify_carepath, verify_sendgrid, verify_twilio
+from receiver.signatures import verify_basic_auth, verify_carepath, verify_sendgrid, verify_twilio
 
 router = APIRouter(prefix="/webhooks")
 
@@ -31,10 +31,10 @@ def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-async def read_body(request: Request, source: str) -> bytes:
+async def read_body(request: Request, source: str, limit: int | None = None) -> bytes:
     """The raw body (signatures are over the exact bytes), refused past the configured size."""
     request.scope["carepath_source"] = source
-    limit = _settings(request).webhook_max_body_bytes
+    limit = limit or _settings(request).webhook_max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise Rejected(413, f"body of {declared} bytes exceeds the {limit}-byte limit")
@@ -205,11 +205,65 @@ async def sendgrid_events(request: Request, declared: Source) -> JSONResponse:
 
 Handler = Callable[[Request, Source], Awaitable[Response]]
 
+
 # Sources whose requests are not our signed JSON events; the verifier each handler implements.
+def form_fields(request: Request, body: bytes) -> dict[str, str]:
+    """The text fields of a multipart/form-data body, parsed by the standard library's MIME parser."""
+    from email import policy
+    from email.parser import BytesParser
+
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data") or "boundary=" not in content_type:
+        raise Rejected(415, "SendGrid Inbound Parse posts multipart/form-data with a boundary")
+    try:
+        message = BytesParser(policy=policy.HTTP).parsebytes(
+            f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1") + body
+        )
+    except (ValueError, UnicodeError) as exc:
+        raise Rejected(400, f"malformed multipart body: {exc}") from None
+    if not message.is_multipart():
+        raise Rejected(400, "malformed multipart body: no parts")
+    fields: dict[str, str] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not name or part.get_filename():  # attachments are in the raw message when it is posted whole
+            continue
+        payload = part.get_payload(decode=True) or b""
+        charset = part.get_content_charset() or "utf-8"
+        fields[str(name)] = payload.decode(charset, "replace")
+    return fields
+
+
+async def sendgrid_inbound(request: Request, declared: Source) -> JSONResponse:
+    """An email to one of our mailboxes, from SendGrid Inbound Parse (HTTP Basic in the URL it posts to)."""
+    settings = _settings(request)
+    auth = settings.sendgrid_inbound_auth
+    request.scope["carepath_source"] = declared.source
+    verify_basic_auth(
+        expected=auth.get_secret_value() if auth else None, authorization=request.headers.get("authorization")
+    )
+    body = await read_body(request, declared.source, settings.inbound_email_max_bytes)
+    inbound = validate(declared.schema, form_fields(request, body))
+    raw = inbound.raw_message()
+    return accepted_one(await store(request, declared, inbound_event_id(raw), {"raw": raw}))
+
+
+def inbound_event_id(raw: str) -> str:
+    """The email's Message-ID (SendGrid retries a post it got no 2xx for: the same email is stored once), or a
+    digest of the message when it has none."""
+    import hashlib
+    import re
+
+    head = raw.split("\n\n", 1)[0]
+    found = re.search(r"^message-id:\s*<?([^>\r\n]+)>?", head, re.IGNORECASE | re.MULTILINE)
+    return found.group(1).strip()[:200] if found else "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
+
+
 HANDLERS: dict[str, tuple[str, Handler]] = {
     "twilio-status": ("twilio", twilio_status),
     "twilio-inbound": ("twilio", twilio_inbound),
     "sendgrid-events": ("sendgrid", sendgrid_events),
+    "sendgrid-inbound": ("basic-auth", sendgrid_inbound),
 }
 
 

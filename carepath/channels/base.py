@@ -24,6 +24,7 @@ class OutgoingEmail:
     html: str | None = None
     # Echoed back by SendGrid's event webhook, so events find their message.
     custom_args: dict[str, str] = field(default_factory=dict)
+    message_id: str | None = None  # the RFC 5322 Message-ID to send with (replies thread by it)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import urllib.error
 
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
-from sendgrid.helpers.mail import CustomArg, Mail
+from sendgrid.helpers.mail import CustomArg, Header, Mail
 
 from carepath.channels.base import (
     OutcomeUnknown,
@@ -43,6 +43,8 @@ class SendGridEmailSender:
         )
         for key, value in {**email.custom_args, "carepath_key": email.idempotency_key}.items():
             mail.add_custom_arg(CustomArg(key, value))
+        if email.message_id:  # a reply names it in In-Reply-To, which threads the reply onto its case
+            mail.add_header(Header("Message-ID", email.message_id))
         try:
             response = self._client.send(mail)
         except HTTPError as exc:

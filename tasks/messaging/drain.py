@@ -36,6 +36,7 @@ def send_policy(settings: Settings) -> SendPolicy:
         max_attempts=settings.send_max_attempts,
         backoff_seconds=settings.send_backoff_seconds,
         concurrency=settings.send_concurrency,
+        from_email=settings.sendgrid_from_email,
     )
 
 

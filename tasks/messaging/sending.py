@@ -40,6 +40,7 @@ class SendPolicy:
     max_attempts: int
     backoff_seconds: float
     concurrency: int
+    from_email: str | None = None
 
 
 class _ProviderWait(wait_base):
@@ -75,7 +76,14 @@ def _outgoing(m: ClaimedMessage, policy: SendPolicy) -> OutgoingSms | OutgoingEm
         idempotency_key=m.idempotency_key,
         # SendGrid echoes custom args in its events: how an unknown outcome is settled for email.
         custom_args={"carepath_message_id": str(m.id)},
+        message_id=outgoing_message_id(m.id, policy.from_email),
     )
+
+
+def outgoing_message_id(message_id: int, from_email: str | None) -> str:
+    """The Message-ID of our email `message_id`: email to case finds the case of a reply by it."""
+    domain = (from_email or "carepath.invalid").rpartition("@")[2] or "carepath.invalid"
+    return f"<carepath.{message_id}@{domain}>"
 
 
 def _failed(m: ClaimedMessage, exc: Exception, attempts: int) -> Outcome:

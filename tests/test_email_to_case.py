@@ -1,0 +1,324 @@
+"""Email to case: new requests open cases and are acknowledged once; replies join their case; machines' mail is
+never answered. Sends are counted at the provider stub."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+from datetime import timedelta
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+import pytest
+from sqlalchemy import func, select
+
+from cli.commands import main as cli
+from models import Activity, Case, CaseStatus, Channel, Contact, Message
+from models.base import utcnow
+from tasks.case_status import change_case_status
+from tests.utils.factories import make_account, make_contact, make_entitlement
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def eml(
+    tmp_path,
+    *,
+    sender: str,
+    subject: str = "Boiler pressure keeps dropping",
+    to: str = "support@carepath.example",
+    body: str = "The pressure falls to 0.5 bar every night.",
+    headers: dict[str, str] | None = None,
+    name: str | None = None,
+):
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = sender, to, subject
+    msg["Message-ID"] = make_msgid(domain="mail.example")
+    for key, value in (headers or {}).items():
+        msg[key] = value
+    msg.set_content(body)
+    path = tmp_path / (name or f"{abs(hash(msg['Message-ID']))}.eml")
+    path.write_bytes(bytes(msg))
+    return path, msg["Message-ID"]
+
+
+def email_in(path) -> tuple[int, dict]:
+    from contextlib import redirect_stdout
+    from io import StringIO
+
+    out = StringIO()
+    with redirect_stdout(out):
+        code = cli(["email-in", str(path), "--json"])
+    text = out.getvalue().strip()
+    return code, json.loads(text.splitlines()[-1]) if code == 0 else {}
+
+
+def count(session, stmt) -> int:
+    n = session.scalar(stmt)
+    session.commit()
+    return n
+
+
+@pytest.fixture()
+def customer(session):
+    account = make_account(session, domain="helios-energy.test")
+    contact = make_contact(session, account=account)
+    make_entitlement(session, account=account)
+    session.commit()
+    return contact
+
+
+def test_a_new_request_opens_a_case_and_is_acknowledged_once(session, providers, tmp_path, customer) -> None:
+    path, _ = eml(tmp_path, sender=f"Eleni <{customer.email.upper()}>")
+
+    code, out = email_in(path)
+
+    assert code == 0 and set(out) == {"ticket", "case_created", "queue", "acknowledged"}
+    assert out["case_created"] is True and out["acknowledged"] is True
+    case = session.scalars(select(Case).where(Case.ticket_number == out["ticket"])).one()
+    assert (case.origin, case.contact_id, case.title) == (
+        Channel.EMAIL,
+        customer.id,
+        "Boiler pressure keeps dropping",
+    )
+    session.commit()
+    [ack] = providers.sendgrid_mails()
+    assert out["ticket"] in ack.json["subject"]
+    assert ack.json["personalizations"][0]["to"][0]["email"] == customer.email
+    assert ack.json["headers"]["Message-ID"].startswith("<carepath.")
+
+    again_code, again = email_in(path)  # the same email delivered twice: nothing new
+    assert again_code == 0 and again["ticket"] == out["ticket"] and again["case_created"] is False
+    assert len(providers.sendgrid_mails()) == 1
+    assert count(session, select(func.count()).select_from(Activity)) == 1
+
+
+def test_a_reply_with_the_ticket_in_its_subject_joins_the_case(
+    session, providers, tmp_path, customer
+) -> None:
+    first, _ = eml(tmp_path, sender=customer.email)
+    _, opened = email_in(first)
+    reply, _ = eml(
+        tmp_path, sender=customer.email, subject=f"RE: [{opened['ticket']}] thanks", body="Still low."
+    )
+
+    code, out = email_in(reply)
+
+    assert code == 0 and out == {**opened, "case_created": False, "acknowledged": False}
+    assert count(session, select(func.count()).select_from(Case)) == 1
+    assert count(session, select(func.count()).select_from(Activity)) == 2
+    assert len(providers.sendgrid_mails()) == 1  # only the first was acknowledged
+
+
+def test_replies_thread_by_in_reply_to_and_references(session, providers, tmp_path, customer) -> None:
+    first, first_id = eml(tmp_path, sender=customer.email)
+    _, opened = email_in(first)
+    ack_id = providers.sendgrid_mails()[0].json["headers"]["Message-ID"]
+    to_ack, _ = eml(
+        tmp_path, sender=customer.email, subject="Re: your request", headers={"In-Reply-To": ack_id}
+    )
+    to_first, _ = eml(
+        tmp_path, sender=customer.email, subject="one more thing", headers={"References": first_id}
+    )
+
+    assert email_in(to_ack)[1]["ticket"] == opened["ticket"]
+    assert email_in(to_first)[1]["ticket"] == opened["ticket"]
+    assert count(session, select(func.count()).select_from(Case)) == 1
+
+
+def test_an_auto_reply_is_kept_but_never_answered(session, providers, tmp_path, customer) -> None:
+    path, _ = eml(
+        tmp_path, sender=customer.email, subject="Out of office", headers={"Auto-Submitted": "auto-replied"}
+    )
+
+    code, out = email_in(path)
+
+    assert code == 0 and out["acknowledged"] is False and out["case_created"] is True
+    assert providers.sendgrid_mails() == []
+
+
+def test_an_auto_reply_to_our_acknowledgement_does_not_loop(session, providers, tmp_path, customer) -> None:
+    first, _ = eml(tmp_path, sender=customer.email)
+    _, opened = email_in(first)
+    ack = providers.sendgrid_mails()[0].json
+    bounce_back, _ = eml(
+        tmp_path,
+        sender=customer.email,
+        subject=f"Automatic reply: {ack['subject']}",
+        headers={"Auto-Submitted": "auto-replied", "In-Reply-To": ack["headers"]["Message-ID"]},
+    )
+
+    assert email_in(bounce_back)[1] == {**opened, "case_created": False, "acknowledged": False}
+    assert len(providers.sendgrid_mails()) == 1
+
+
+@pytest.mark.parametrize(("hours_ago", "joins"), [(23, True), (25, False)])
+def test_a_reply_to_a_resolved_case_before_and_after_the_window(
+    session, providers, tmp_path, customer, hours_ago, joins
+) -> None:
+    first, _ = eml(tmp_path, sender=customer.email)
+    _, opened = email_in(first)
+    case = session.scalars(select(Case).where(Case.ticket_number == opened["ticket"])).one()
+    change_case_status(
+        session=session,
+        case=case,
+        to_status=CaseStatus.RESOLVED,
+        source="agent",
+        changed_at=utcnow() - timedelta(hours=hours_ago),
+    )
+    session.commit()
+    reply, _ = eml(tmp_path, sender=customer.email, subject=f"Re: {opened['ticket']} it broke again")
+
+    _, out = email_in(reply)
+
+    assert (out["ticket"] == opened["ticket"]) is joins and out["case_created"] is (not joins)
+
+
+def test_an_unknown_sender_gets_a_contact_linked_by_domain(session, providers, tmp_path, customer) -> None:
+    path, _ = eml(tmp_path, sender="new.person@helios-energy.test")
+
+    code, out = email_in(path)
+
+    assert code == 0 and out["case_created"] is True
+    contact = session.scalars(select(Contact).where(Contact.email == "new.person@helios-energy.test")).one()
+    assert contact.account_id == customer.account_id
+    session.commit()
+
+
+def test_a_known_senders_mailbox_refuses_a_stranger_and_creates_nothing(
+    session, providers, tmp_path, capsys
+) -> None:
+    path, _ = eml(tmp_path, sender="stranger@nowhere.test", to="gold@carepath.example")
+
+    assert cli(["email-in", str(path), "--json"]) == 1
+
+    assert "not a known contact" in capsys.readouterr().err
+    assert count(session, select(func.count()).select_from(Case)) == 0
+    assert count(session, select(func.count()).select_from(Contact)) == 0
+
+
+def test_a_mailbox_that_requires_an_entitlement_refuses_without_one(
+    session, providers, tmp_path, capsys
+) -> None:
+    contact = make_contact(session)  # no entitlement
+    session.commit()
+    path, _ = eml(tmp_path, sender=contact.email, to="gold@carepath.example")
+
+    assert cli(["email-in", str(path), "--json"]) == 1
+    assert "requires an entitlement" in capsys.readouterr().err
+
+
+def test_a_subject_trying_header_injection_stays_one_line(session, providers, tmp_path, customer) -> None:
+    path, _ = eml(tmp_path, sender=customer.email, subject="=?utf-8?q?Hi=0D=0ABcc=3A_victim=40evil=2Etest?=")
+
+    _, out = email_in(path)
+
+    [ack] = providers.sendgrid_mails()
+    assert "\n" not in ack.json["subject"] and "\r" not in ack.json["subject"]
+    assert "bcc" not in {k.lower() for k in ack.json.get("headers", {})}
+    assert out["acknowledged"] is True
+
+
+def test_a_maildir_folder_is_read_whole(session, providers, tmp_path, customer) -> None:
+    box = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    for subject in ("First problem", "Second problem"):
+        path, _ = eml(tmp_path, sender=customer.email, subject=subject)
+        box.add(path.read_bytes())
+
+    code = cli(["email-in", str(tmp_path / "Maildir"), "--json"])
+
+    assert code == 0
+    titles = set(session.scalars(select(Case.title)))
+    session.commit()
+    assert titles == {"First problem", "Second problem"}
+    assert len(providers.sendgrid_mails()) == 2
+
+
+def test_an_unreadable_path_is_a_clear_error(tmp_path, capsys, engine) -> None:
+    assert cli(["email-in", str(tmp_path / "missing.eml"), "--json"]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    (tmp_path / "plain").mkdir()
+    assert cli(["email-in", str(tmp_path / "plain"), "--json"]) == 2
+    assert "not a Maildir" in capsys.readouterr().err
+
+
+def test_acknowledgement_respects_an_email_opt_out(session, providers, tmp_path, customer) -> None:
+    from models import ConsentStatus, MessageChannel
+    from tasks.messaging import set_consent
+
+    set_consent(
+        session=session,
+        contact_id=customer.id,
+        channel=MessageChannel.EMAIL,
+        status=ConsentStatus.OPTED_OUT,
+        source="test",
+    )
+    session.commit()
+    path, _ = eml(tmp_path, sender=customer.email)
+
+    _, out = email_in(path)
+
+    assert out["acknowledged"] is False and providers.sendgrid_mails() == []
+    assert count(session, select(func.count()).select_from(Message)) == 1  # kept, blocked with its reason
+
+
+def inbound_post(receiver, raw: bytes, *, auth: tuple[str, str] | None = ("sendgrid", "s3cret")):
+    """SendGrid Inbound Parse's post with "send raw" on: the whole message in the `email` field."""
+    fields = {"email": raw.decode(), "to": "support@carepath.example", "from": "x", "subject": "x"}
+    files = {name: (None, value) for name, value in fields.items()}
+    return receiver.post("/webhooks/sendgrid/inbound", files=files, auth=auth)
+
+
+@pytest.fixture()
+def inbound_receiver(receiver):
+    from pydantic import SecretStr
+
+    receiver.app.state.settings.sendgrid_inbound_auth = SecretStr("sendgrid:s3cret")
+    return receiver
+
+
+def test_inbound_parse_webhook_to_case_through_the_flow(
+    session, providers, tmp_path, customer, inbound_receiver
+) -> None:
+    from flows.email_to_case import email_to_case
+    from models import InboxEvent, InboxState
+    from tests.utils.flows import completed
+
+    path, _ = eml(tmp_path, sender=customer.email, subject="Heat pump noisy")
+    first = inbound_post(inbound_receiver, path.read_bytes())
+    resend = inbound_post(inbound_receiver, path.read_bytes())  # SendGrid retries: stored once
+
+    assert first.status_code == 202 and resend.json() == {
+        "inbox_id": first.json()["inbox_id"],
+        "duplicate": True,
+    }
+    figures = completed(email_to_case)
+
+    assert figures == {"emails": 1, "cases_created": 1, "acknowledged": 1, "refused": 0}
+    assert session.scalar(select(Case.title)) == "Heat pump noisy"
+    assert session.scalar(select(InboxEvent.state)) is InboxState.PROCESSED
+    session.commit()
+    assert len(providers.sendgrid_mails()) == 1
+
+
+@pytest.mark.parametrize(
+    ("auth", "status"), [(None, 401), (("sendgrid", "wrong"), 401), (("sendgrid", "s3cret"), 202)]
+)
+def test_inbound_parse_needs_its_credentials(session, tmp_path, inbound_receiver, auth, status) -> None:
+    from models import WebhookRejection
+
+    path, _ = eml(tmp_path, sender="someone@x.test")
+    assert inbound_post(inbound_receiver, path.read_bytes(), auth=auth).status_code == status
+    rejected = session.scalar(select(func.count()).select_from(WebhookRejection))
+    session.commit()
+    assert rejected == (status != 202)
+
+
+def test_inbound_parse_refuses_a_body_that_is_not_a_form(session, inbound_receiver) -> None:
+    response = inbound_receiver.post(
+        "/webhooks/sendgrid/inbound",
+        content=b"{}",
+        headers={"content-type": "application/json"},
+        auth=("sendgrid", "s3cret"),
+    )
+    assert response.status_code == 415 and "multipart/form-data" in response.json()["error"]
