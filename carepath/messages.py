@@ -132,3 +132,19 @@ def render_status_email(
         render_text("email", name, language, "subject", **context),
         render_text("email", name, language, "body", **context),
     )
+
+
+def render_acknowledgement_email(
+    *, language: str, first_name: str, ticket_number: str, title: str, tracking_url: str
+) -> tuple[str, str]:
+    """Subject and body of the "we have your request" email for a case opened from an email."""
+    context = {
+        "first_name": first_name,
+        "ticket_number": ticket_number,
+        "title": title,
+        "tracking_url": tracking_url,
+    }
+    return (
+        render_text("email", "acknowledgement", language, "subject", **context),
+        render_text("email", "acknowledgement", language, "body", **context),
+    )

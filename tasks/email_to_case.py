@@ -21,6 +21,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from carepath.messages import render_acknowledgement_email
 from carepath.rules.email_to_case import (
     MailboxRules,
     is_automatic,
@@ -294,11 +295,12 @@ def _acknowledge(session: Session, case: Case, settings: Settings, now: datetime
         )
     )
     blocked = email_block_reason(email=contact.email, consent=consent.value if consent else None)
-    subject = f"[{case.ticket_number}] We have your request: {case.title}"[:300]
-    body = (
-        f"Hello {contact.first_name},\n\nThank you for writing to us. Your request is case {case.ticket_number}; "
-        f"an agent will answer you soon. Keep the case number in the subject when you reply, and your reply "
-        f"joins the case.\n\nFollow it here: {settings.tracking_url(case.ticket_number, case.tracking_token)}\n"
+    subject, body = render_acknowledgement_email(
+        language=contact.language,
+        first_name=contact.first_name,
+        ticket_number=case.ticket_number,
+        title=case.title,
+        tracking_url=settings.tracking_url(case.ticket_number, case.tracking_token),
     )
     key = idempotency_key(case.id, ACK_STEP)
     queued, _ = insert_messages(
@@ -311,7 +313,7 @@ def _acknowledge(session: Session, case: Case, settings: Settings, now: datetime
                 contact_id=contact.id,
                 journey_step=ACK_STEP,
                 to_address=contact.email,
-                subject=subject,
+                subject=subject[:300],
                 body=body,
                 template="email/acknowledgement",
                 blocked=blocked,

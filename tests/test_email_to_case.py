@@ -322,3 +322,15 @@ def test_inbound_parse_refuses_a_body_that_is_not_a_form(session, inbound_receiv
         auth=("sendgrid", "s3cret"),
     )
     assert response.status_code == 415 and "multipart/form-data" in response.json()["error"]
+
+
+def test_the_acknowledgement_speaks_the_contacts_language(session, providers, tmp_path) -> None:
+    contact = make_contact(session, language="el", first_name="Ελένη")
+    session.commit()
+    path, _ = eml(tmp_path, sender=contact.email)
+
+    _, out = email_in(path)
+
+    [ack] = providers.sendgrid_mails()
+    assert ack.json["subject"].startswith(f"[{out['ticket']}] Λάβαμε το αίτημά σας")
+    assert "Γεια σας Ελένη" in ack.json["content"][0]["value"]
