@@ -53,6 +53,7 @@ from models import (
 )
 from models.base import utcnow
 from tasks.messaging import idempotency_key, insert_messages, outbox_row
+from tasks.routing import route_case
 
 ACK_STEP = "email_acknowledgement"
 # Our outgoing emails carry Message-ID <carepath.{message id}@…>; a reply names it in In-Reply-To/References.
@@ -244,6 +245,7 @@ def _open_case(
             case_id=case.id, to_status=CaseStatus.ACTIVE, source=f"email:{mailbox.address}", changed_at=now
         )
     )
+    route_case(session=session, case=case)
     return case
 
 

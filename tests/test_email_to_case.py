@@ -334,3 +334,27 @@ def test_the_acknowledgement_speaks_the_contacts_language(session, providers, tm
     [ack] = providers.sendgrid_mails()
     assert ack.json["subject"].startswith(f"[{out['ticket']}] Λάβαμε το αίτημά σας")
     assert "Γεια σας Ελένη" in ack.json["content"][0]["value"]
+
+
+def test_a_gold_customers_email_lands_in_the_gold_queue(session, providers, tmp_path, customer) -> None:
+    from models import Queue, QueueItem, RoutingRule, RoutingRuleSet
+
+    gold, standard = Queue(name="Gold support"), Queue(name="Standard support")
+    rule_set = RoutingRuleSet(name="Default routing")
+    session.add_all([gold, standard, rule_set])
+    session.flush()
+    session.add_all(
+        [
+            RoutingRule(rule_set_id=rule_set.id, position=1, conditions={"tier": "gold"}, queue_id=gold.id),
+            RoutingRule(rule_set_id=rule_set.id, position=2, conditions={}, queue_id=standard.id),
+        ]
+    )
+    session.commit()
+    path, _ = eml(tmp_path, sender=customer.email)  # the customer's account is gold
+
+    _, out = email_in(path)
+
+    assert out["queue"] == "Gold support"
+    entered = session.scalar(select(QueueItem.entered_at).where(QueueItem.queue_id == gold.id))
+    session.commit()
+    assert entered is not None
