@@ -57,13 +57,26 @@ def deployment_flows() -> dict[str, str]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one deployment's flow once, in this process (with its default parameters), or every one."""
+    from prefect.utilities.callables import parameter_schema
+
     from carepath.sources import load_flow
 
     entrypoints = deployment_flows()
     names = list(entrypoints) if args.flow == "all" else [args.flow]
     results = {}
     for name in names:
-        results[name] = load_flow(entrypoints[name])()
+        flow = load_flow(entrypoints[name])
+        needs = parameter_schema(flow).model_dump_for_openapi().get("required", [])
+        if needs:  # an operation on one record (resolve-case): it needs its inputs, so it is not run blind
+            if args.flow != "all":
+                print(
+                    f"{name} needs parameters: {', '.join(needs)} (run it from the UI or its own command)",
+                    file=sys.stderr,
+                )
+                return 2
+            results[name] = {"skipped": f"needs parameters: {', '.join(needs)}"}
+            continue
+        results[name] = flow()
     print(json.dumps(results if args.flow == "all" else results[args.flow], indent=2, default=str))
     return 0
 
@@ -177,6 +190,39 @@ def cmd_set_status(args: argparse.Namespace) -> int:
         f"{args.ticket}: {change.from_status and change.from_status.value} → {change.to_status.value}"
         f" ({'announced to Prefect' if announced else 'the inbox sweep will announce it'})"
     )
+    return 0
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    """Resolve a case (the same rules as the `resolve-case` flow); the customer is told by email."""
+    from carepath.events import announce, prefect_api_url
+    from tasks.resolution import ResolutionRefused, resolve_case
+
+    try:
+        with unit_of_work() as session:
+            resolved = resolve_case(
+                session=session,
+                ticket=args.ticket,
+                resolution=args.resolution,
+                minutes=args.minutes,
+                close_activities=args.close_activities,
+                source="cli",
+            )
+    except ResolutionRefused as exc:
+        print(f"not resolved: {exc}", file=sys.stderr)
+        return 1
+    if resolved.inbox_event_id is not None:
+        announce(
+            {("carepath", "case_status"): [resolved.inbox_event_id]},
+            api_url=prefect_api_url(get_settings().prefect_api_url),
+        )
+    if args.json:
+        print(json.dumps(resolved.as_json()))
+    else:
+        state = "resolved" if resolved.changed else "already resolved: nothing changed"
+        print(f"{resolved.ticket}: {state}; entitlement remaining {resolved.entitlement_remaining}")
+        for name in resolved.closed_activities:
+            print(f"  closed {name}")
     return 0
 
 
@@ -319,6 +365,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", default=None)
     p.add_argument("--minutes", type=int, default=None, help="time spent, for a resolution")
     p.set_defaults(func=cmd_set_status)
+    p = sub.add_parser("resolve", help="resolve a case with its resolution and time spent")
+    p.add_argument("ticket")
+    p.add_argument("--resolution", required=True, help="what solved the problem (the customer reads it)")
+    p.add_argument("--minutes", type=int, required=True, help="time spent, in minutes")
+    p.add_argument("--close-activities", action="store_true", help="close the case's open activities first")
+    p.add_argument("--json", action="store_true", help='print {"ticket", "status", "entitlement_remaining"}')
+    p.set_defaults(func=cmd_resolve)
     p = sub.add_parser("replay", help="put failed inbox events back to pending")
     p.add_argument("--source", default="iot")
     p.add_argument("--kind", default=None)

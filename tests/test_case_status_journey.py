@@ -311,3 +311,78 @@ def test_the_ledger_refuses_a_second_open_use_for_a_case(session) -> None:
     with pytest.raises(IntegrityError):
         session.commit()
     session.rollback()
+
+
+def _resolve_cli(*args: str) -> tuple[int, dict | None, str]:
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from cli.commands import main as cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = cli(["resolve", *args])
+    lines = out.getvalue().strip().splitlines()
+    return code, (json.loads(lines[-1]) if code == 0 and lines else None), err.getvalue()
+
+
+def test_resolve_command_takes_15_to_14_once_and_tells_the_customer(session, providers) -> None:
+    case = make_case(session)
+
+    code, out, _ = _resolve_cli(
+        case.ticket_number, "--resolution", "Valve replaced", "--minutes", "40", "--json"
+    )
+    again, out_again, _ = _resolve_cli(
+        case.ticket_number, "--resolution", "Again", "--minutes", "5", "--json"
+    )
+    run()
+
+    assert code == 0 and out == {
+        "ticket": case.ticket_number,
+        "status": "resolved",
+        "entitlement_remaining": 14,
+    }
+    assert again == 0 and out_again == out  # nothing changed
+    activity = session.scalars(select(ResolutionActivity).where(ResolutionActivity.case_id == case.id)).one()
+    assert (activity.resolution, activity.time_spent_minutes) == ("Valve replaced", 40)
+    session.commit()
+    assert len(providers.sendgrid_mails()) == 1
+
+
+def test_open_activities_refuse_a_resolution_unless_closed(session) -> None:
+    from models import Activity, ActivityType
+
+    case = make_case(session)
+    session.add(Activity(case_id=case.id, type=ActivityType.PHONE_CALL, subject="Call back about the valve"))
+    session.commit()
+
+    code, out, err = _resolve_cli(case.ticket_number, "--resolution", "Fixed", "--minutes", "10", "--json")
+    assert code == 1 and out is None
+    assert "Call back about the valve" in err and "--close-activities" in err
+    session.expire_all()
+    assert session.get(Case, case.id).status is CaseStatus.ACTIVE
+    session.commit()
+
+    code, out, _ = _resolve_cli(
+        case.ticket_number, "--resolution", "Fixed", "--minutes", "10", "--close-activities", "--json"
+    )
+    assert code == 0 and out["status"] == "resolved"
+    session.expire_all()
+    assert session.scalars(select(Activity.is_open).where(Activity.case_id == case.id)).all() == [False]
+    session.commit()
+
+
+def test_resolve_an_unknown_ticket_is_a_clear_error(engine) -> None:
+    code, out, err = _resolve_cli("CAS-00000-00000", "--resolution", "x", "--minutes", "1", "--json")
+    assert code == 1 and "no case CAS-00000-00000" in err
+
+
+def test_resolve_case_flow_from_the_ui(session, providers) -> None:
+    from flows.case_resolution import resolve_case_flow
+
+    case = make_case(session)
+    result = completed(
+        resolve_case_flow, ticket=case.ticket_number, resolution="Reset the controller", minutes=15
+    )
+
+    assert result == {"ticket": case.ticket_number, "status": "resolved", "entitlement_remaining": 14}
