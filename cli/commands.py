@@ -226,6 +226,29 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_entitlements(args: argparse.Namespace) -> int:
+    """An account's entitlements: remaining terms overall and per channel, and the ledger of changes."""
+    from tasks.entitlements import UnknownAccount, entitlement_report
+
+    try:
+        with unit_of_work() as session:
+            report = entitlement_report(session=session, account_number=args.account)
+    except UnknownAccount as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"{report['account']}  {report['name']}")
+    for e in report["entitlements"]:
+        print(
+            f"  {e['name']} ({e['state']}, {e['starts_on']} – {e['ends_on']}): {e['remaining']} of {e['allocation']} left"
+        )
+        for row in e["ledger"]:
+            print(f"    {row['at'][:16]}  {row['change']:+d}  {row['reason']}  {row['case']}")
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from tasks.inbox import replay_failed
 
@@ -372,6 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--close-activities", action="store_true", help="close the case's open activities first")
     p.add_argument("--json", action="store_true", help='print {"ticket", "status", "entitlement_remaining"}')
     p.set_defaults(func=cmd_resolve)
+    p = sub.add_parser("entitlements", help="an account's entitlements, remaining terms and ledger")
+    p.add_argument("account", help="the account number, e.g. ACC-00001")
+    p.add_argument("--json", action="store_true", help="print the entitlements with remaining and ledger")
+    p.set_defaults(func=cmd_entitlements)
     p = sub.add_parser("replay", help="put failed inbox events back to pending")
     p.add_argument("--source", default="iot")
     p.add_argument("--kind", default=None)

@@ -374,7 +374,7 @@ def test_open_activities_refuse_a_resolution_unless_closed(session) -> None:
 
 def test_resolve_an_unknown_ticket_is_a_clear_error(engine) -> None:
     code, out, err = _resolve_cli("CAS-00000-00000", "--resolution", "x", "--minutes", "1", "--json")
-    assert code == 1 and "no case CAS-00000-00000" in err
+    assert code == 1 and out is None and "no case CAS-00000-00000" in err
 
 
 def test_resolve_case_flow_from_the_ui(session, providers) -> None:
@@ -386,3 +386,29 @@ def test_resolve_case_flow_from_the_ui(session, providers) -> None:
     )
 
     assert result == {"ticket": case.ticket_number, "status": "resolved", "entitlement_remaining": 14}
+
+
+def test_entitlements_command_shows_remaining_and_the_ledger(session, capsys) -> None:
+    from cli.commands import main as cli
+    from models import Account
+
+    case = make_case(session)
+    account_number = session.get(Account, case.account_id).account_number
+    for status in (CaseStatus.RESOLVED, CaseStatus.ACTIVE, CaseStatus.RESOLVED):
+        change_case_status(session=session, case=case, to_status=status, source="agent")
+        session.commit()
+    capsys.readouterr()
+
+    assert cli(["entitlements", account_number, "--json"]) == 0
+
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    [ent] = report["entitlements"]
+    assert (ent["allocation"], ent["remaining"]) == (15, 14)
+    assert [(r["change"], r["case"]) for r in ent["ledger"]] == [
+        (-1, case.ticket_number),
+        (1, case.ticket_number),
+        (-1, case.ticket_number),
+    ]
+    assert ent["per_channel"]["iot"] == {"remaining": 14, "used": 1}
+    assert cli(["entitlements", "ACC-99999", "--json"]) == 1
+    assert "no account ACC-99999" in capsys.readouterr().err
