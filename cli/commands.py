@@ -132,6 +132,11 @@ def cmd_show_case(args: argparse.Namespace) -> int:
         if case is None:
             print(f"no case {args.ticket}", file=sys.stderr)
             return 1
+        if args.json:
+            from tasks.case_view import case_summary
+
+            print(json.dumps(case_summary(session=session, case=case)))
+            return 0
         print(f"{case.ticket_number}  {case.title}")
         print(
             f"  status {case.status.value} ({case.status_reason}), priority {case.priority.value}, "
@@ -380,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reconcile_messages)
     p = sub.add_parser("show-case", help="a case with its history and messages")
     p.add_argument("ticket")
+    p.add_argument(
+        "--json", action="store_true", help="print the case, its SLA KPIs, activities and entitlement"
+    )
     p.set_defaults(func=cmd_show_case)
     p = sub.add_parser("set-status", help="change a case's status (the customer is told as configured)")
     p.add_argument("ticket")

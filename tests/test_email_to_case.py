@@ -358,3 +358,28 @@ def test_a_gold_customers_email_lands_in_the_gold_queue(session, providers, tmp_
     entered = session.scalar(select(QueueItem.entered_at).where(QueueItem.queue_id == gold.id))
     session.commit()
     assert entered is not None
+
+
+def test_show_case_json_after_an_email(session, providers, tmp_path, customer, capsys) -> None:
+    path, _ = eml(tmp_path, sender=customer.email, subject="No hot water")
+    _, opened = email_in(path)
+    capsys.readouterr()
+
+    assert cli(["show-case", opened["ticket"], "--json"]) == 0
+
+    shown = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"ticket", "status", "queue", "owner", "priority", "sla", "activities", "entitlement"} <= set(
+        shown
+    )
+    assert (shown["ticket"], shown["status"], shown["priority"]) == (opened["ticket"], "active", "normal")
+    assert shown["activities"][0] | {"at": None} == {
+        "type": "email",
+        "state": "closed",
+        "subject": "No hot water",
+        "at": None,
+    }
+    assert (
+        shown["entitlement"] == {"name": f"Support Account {customer.account_id}", "remaining": 15}
+        or shown["entitlement"]["remaining"] == 15
+    )
+    assert cli(["show-case", "CAS-00000-00000", "--json"]) == 1
