@@ -108,6 +108,15 @@ class Settings(BaseSettings):
         default_factory=lambda: ["resolved"],
         description="Case statuses whose arrival emails the customer (default: resolved only).",
     )
+    # SLAs
+    sla_on_hold_reasons: list[str] = Field(
+        default_factory=lambda: ["on_hold", "waiting_for_customer"],
+        description="Status reasons of an active case that pause its SLA clocks (resumed on any other).",
+    )
+    sla_escalation_email: str = Field(
+        default="support-lead@carepath.example",
+        description="Who gets SLA warnings and failures besides the case's owner (the queues' manager).",
+    )
     reports_dir: str = Field(default=str(PROJECT_ROOT / "out"), description="Where report CSVs are written.")
 
     def webhook_secret(self, source: str) -> SecretStr | None:

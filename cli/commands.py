@@ -254,6 +254,21 @@ def cmd_entitlements(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sla_monitor(args: argparse.Namespace) -> int:
+    """One run of the SLA monitor (the same work as the every-minute `sla-monitor` deployment)."""
+    from tasks.sla import sla_monitor
+
+    summary = sla_monitor(settings=get_settings())
+    if args.json:
+        print(json.dumps(summary.as_json()))
+    else:
+        print(
+            ", ".join(f"{state} {n}" for state, n in summary.states.items())
+            + f"; warnings sent {summary.warnings_sent}, failures sent {summary.failures_sent}"
+        )
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from tasks.inbox import replay_failed
 
@@ -407,6 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("account", help="the account number, e.g. ACC-00001")
     p.add_argument("--json", action="store_true", help="print the entitlements with remaining and ledger")
     p.set_defaults(func=cmd_entitlements)
+    p = sub.add_parser("sla-monitor", help="move SLA KPIs on and send warnings and failures (once each)")
+    p.add_argument("--json", action="store_true", help='print {"states", "warnings_sent", "failures_sent"}')
+    p.set_defaults(func=cmd_sla_monitor)
     p = sub.add_parser("replay", help="put failed inbox events back to pending")
     p.add_argument("--source", default="iot")
     p.add_argument("--kind", default=None)

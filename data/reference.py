@@ -61,7 +61,9 @@ def seed_reference(session: Session, *, today: date) -> Reference:
     queues = {q["name"]: Queue(name=q["name"], description=q["description"]) for q in org["queues"]}
     agents = [Agent(**a) for a in org["agents"]]
     calendars = {
-        c["name"]: BusinessCalendar(name=c["name"], timezone=c["timezone"], hours=c["hours"])
+        c["name"]: BusinessCalendar(
+            name=c["name"], timezone=c["timezone"], hours=c["hours"], country=c.get("country")
+        )
         for c in org["calendars"]
     }
     rule_sets = {

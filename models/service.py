@@ -120,6 +120,7 @@ class BusinessCalendar(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    country: Mapped[str | None] = mapped_column(String(2))  # ISO 3166: its public holidays close the clock
     # {"mon": ["08:00", "18:00"], …}; a missing day is closed. Empty = around the clock.
     hours: Mapped[dict[str, Any]] = mapped_column(default=dict)
 

@@ -67,6 +67,7 @@ def change_case_status(
         if case.status_reason != reason:
             case.status_reason, case.updated_at = reason, now
             session.add(_history(case, to_status, to_status, reason, source, when, note="reason changed"))
+            _sla_status_change(session, case, to_status, reason, when)  # on hold pauses the clocks
         return None
     from_status = case.status
     case.status, case.status_reason, case.updated_at = to_status, reason, now
@@ -81,6 +82,7 @@ def change_case_status(
     elif from_status is CaseStatus.RESOLVED:
         case.resolved_at = None
         return_entitlement(session=session, case_id=case.id)
+    _sla_status_change(session, case, to_status, reason, when)
     if emit:
         store_events(
             session=session,
@@ -94,6 +96,21 @@ def change_case_status(
             ],
         )
     return change
+
+
+def _sla_status_change(
+    session: Session, case: Case, to_status: CaseStatus, reason: str, at: datetime
+) -> None:
+    from tasks.sla import on_status_change
+
+    on_status_change(
+        session=session,
+        case=case,
+        to_status=to_status,
+        reason=reason,
+        on_hold=get_settings().sla_on_hold_reasons,
+        at=at,
+    )
 
 
 def _history(

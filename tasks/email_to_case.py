@@ -54,6 +54,7 @@ from models import (
 from models.base import utcnow
 from tasks.messaging import idempotency_key, insert_messages, outbox_row
 from tasks.routing import route_case
+from tasks.sla import start_kpis
 
 ACK_STEP = "email_acknowledgement"
 # Our outgoing emails carry Message-ID <carepath.{message id}@…>; a reply names it in In-Reply-To/References.
@@ -246,6 +247,7 @@ def _open_case(
         )
     )
     route_case(session=session, case=case)
+    start_kpis(session=session, case=case, at=now)
     return case
 
 

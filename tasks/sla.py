@@ -1,0 +1,255 @@
+"""SLA KPI instances: started with the case, paused while it is on hold, settled by the first response and the
+resolution, and moved on by the monitor, which warns and escalates exactly once each."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from carepath.rules.sla import Calendar, add_business_minutes, applies
+from carepath.settings import Settings
+from models import (
+    Account,
+    Agent,
+    BusinessCalendar,
+    Case,
+    CaseStatus,
+    Holiday,
+    KpiInstance,
+    KpiState,
+    Message,
+    MessageChannel,
+    Sla,
+    SlaKpi,
+)
+from models.base import utcnow
+from tasks.messaging import insert_messages, outbox_row
+
+OPEN_STATES = (KpiState.IN_PROGRESS, KpiState.NEARING_NONCOMPLIANCE, KpiState.PAUSED)
+
+
+def calendar_of(session: Session, calendar_id: int | None) -> Calendar:
+    """The SLA's business-hours calendar (none: around the clock)."""
+    if calendar_id is None:
+        return Calendar()
+    cal = session.get(BusinessCalendar, calendar_id)
+    days = session.scalars(select(Holiday.day).where(Holiday.calendar_id == calendar_id)).all()
+    return Calendar.from_data(timezone=cal.timezone, hours=cal.hours, holidays=days, country=cal.country)
+
+
+def sla_for(session: Session, case: Case) -> Sla | None:
+    """The SLA that applies to the case: the one for its account's tier, else one for every tier."""
+    tier = (
+        session.scalar(select(Account.tier).where(Account.id == case.account_id)) if case.account_id else None
+    )
+    candidates = session.scalars(select(Sla).order_by(Sla.applies_to_tier.is_(None), Sla.id)).all()
+    return next(
+        (
+            s
+            for s in candidates
+            if applies(
+                tier=tier.value if tier else None,
+                priority=case.priority.value,
+                sla_tier=s.applies_to_tier.value if s.applies_to_tier else None,
+            )
+        ),
+        None,
+    )
+
+
+def start_kpis(*, session: Session, case: Case, at: datetime | None = None) -> int:
+    """Start the case's KPI instances (first response by, resolve by) on its SLA's clock. Returns how many."""
+    sla = sla_for(session, case)
+    if sla is None:
+        return 0
+    at = at or case.created_at or utcnow()
+    cal = calendar_of(session, sla.calendar_id)
+    rows = [
+        KpiInstance(
+            case_id=case.id,
+            sla_kpi_id=k.id,
+            state=KpiState.IN_PROGRESS,
+            started_at=at,
+            warning_at=add_business_minutes(at, k.warn_after_minutes, cal),
+            due_at=add_business_minutes(at, k.minutes, cal),
+        )
+        for k in session.scalars(select(SlaKpi).where(SlaKpi.sla_id == sla.id))
+    ]
+    session.add_all(rows)
+    session.flush()
+    return len(rows)
+
+
+def _open_kpis(session: Session, case_id: int, kpi: str | None = None):
+    stmt = (
+        select(KpiInstance, SlaKpi.kpi)
+        .join(SlaKpi, SlaKpi.id == KpiInstance.sla_kpi_id)
+        .where(KpiInstance.case_id == case_id, KpiInstance.state.in_(OPEN_STATES))
+    )
+    if kpi is not None:
+        stmt = stmt.where(SlaKpi.kpi == kpi)
+    return session.execute(stmt.with_for_update(of=KpiInstance)).all()
+
+
+def record_first_response(*, session: Session, case_id: int, at: datetime | None = None) -> bool:
+    """A person's first outbound email, SMS, call or article to the customer: the first-response KPI succeeds
+    (if still open). Automatic acknowledgements and journey notifications must not call this. True when the
+    case's first response was recorded now."""
+    at = at or utcnow()
+    first = session.execute(
+        update(Case).where(Case.id == case_id, Case.first_response_at.is_(None)).values(first_response_at=at),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+    for instance, _ in _open_kpis(session, case_id, "first_response"):
+        instance.state, instance.succeeded_at = KpiState.SUCCEEDED, at
+    return bool(first)
+
+
+def on_status_change(
+    *, session: Session, case: Case, to_status: CaseStatus, reason: str, on_hold: list[str], at: datetime
+) -> None:
+    """Resolved: resolve-by succeeds, first response (never given) is cancelled. Cancelled: all cancelled.
+    An on-hold reason pauses the clocks; leaving it resumes them, the due times moved by the pause."""
+    for instance, kpi in _open_kpis(session, case.id):
+        if to_status is CaseStatus.RESOLVED:
+            done = kpi == "resolve_by"
+            instance.state = KpiState.SUCCEEDED if done else KpiState.CANCELLED
+            instance.succeeded_at = at if done else None
+        elif to_status is CaseStatus.CANCELLED:
+            instance.state = KpiState.CANCELLED
+        elif reason in on_hold and instance.state is not KpiState.PAUSED:
+            instance.state, instance.paused_at = KpiState.PAUSED, at
+        elif reason not in on_hold and instance.state is KpiState.PAUSED and instance.paused_at:
+            paused = at - instance.paused_at
+            instance.paused_minutes += int(paused.total_seconds() // 60)
+            instance.warning_at += paused
+            instance.due_at += paused
+            instance.paused_at = None
+            instance.state = (
+                KpiState.IN_PROGRESS if at < instance.warning_at else KpiState.NEARING_NONCOMPLIANCE
+            )
+    session.flush()
+
+
+@dataclass
+class MonitorSummary:
+    states: dict[str, int]
+    warnings_sent: int
+    failures_sent: int
+
+    def as_json(self) -> dict:
+        return {
+            "states": self.states,
+            "warnings_sent": self.warnings_sent,
+            "failures_sent": self.failures_sent,
+        }
+
+
+def monitor_kpis(
+    *, session: Session, settings: Settings, now: datetime | None = None
+) -> tuple[MonitorSummary, list[int]]:
+    """Move running KPIs past their warning or due time on (set-based), and queue each warning and failure
+    email once (the idempotency key is per KPI instance, step and recipient). Returns the summary and the ids of
+    the emails queued now."""
+    now = now or utcnow()
+    failing = session.scalars(
+        update(KpiInstance)
+        .where(
+            KpiInstance.state.in_([KpiState.IN_PROGRESS, KpiState.NEARING_NONCOMPLIANCE]),
+            KpiInstance.due_at <= now,
+        )
+        .values(state=KpiState.NONCOMPLIANT, failed_at=now)
+        .returning(KpiInstance.id),
+        execution_options={"synchronize_session": False},
+    ).all()
+    warning = session.scalars(
+        update(KpiInstance)
+        .where(KpiInstance.state == KpiState.IN_PROGRESS, KpiInstance.warning_at <= now)
+        .values(state=KpiState.NEARING_NONCOMPLIANCE)
+        .returning(KpiInstance.id),
+        execution_options={"synchronize_session": False},
+    ).all()
+    queued = _queue_notices(session, settings, warning, "warning", now) + _queue_notices(
+        session, settings, failing, "failure", now
+    )
+    counts = Counter(
+        {
+            s.value: n
+            for s, n in session.execute(select(KpiInstance.state, func.count()).group_by(KpiInstance.state))
+        }
+    )
+    states = {s.value: counts.get(s.value, 0) for s in KpiState}
+    return MonitorSummary(
+        states, sum(1 for k in queued if k[1] == "warning"), sum(1 for k in queued if k[1] == "failure")
+    ), [k[0] for k in queued]
+
+
+def _queue_notices(
+    session: Session, settings: Settings, ids: list[int], step: str, now: datetime
+) -> list[tuple[int, str]]:
+    if not ids:
+        return []
+    rows = session.execute(
+        select(
+            KpiInstance.id,
+            KpiInstance.due_at,
+            SlaKpi.kpi,
+            Case.id,
+            Case.ticket_number,
+            Case.title,
+            Agent.email,
+        )
+        .join(SlaKpi, SlaKpi.id == KpiInstance.sla_kpi_id)
+        .join(Case, Case.id == KpiInstance.case_id)
+        .outerjoin(Agent, Agent.id == Case.owner_agent_id)
+        .where(KpiInstance.id.in_(ids))
+    ).all()
+    messages = []
+    for r in rows:
+        what = "will breach" if step == "warning" else "breached"
+        subject = (
+            f"[{r.ticket_number}] SLA {what}: {r.kpi.replace('_', ' ')} due {r.due_at:%Y-%m-%d %H:%M} UTC"
+        )
+        body = (
+            f"Case {r.ticket_number} «{r.title}»: its {r.kpi.replace('_', ' ')} KPI {what} "
+            f"(due {r.due_at:%Y-%m-%d %H:%M} UTC).\n"
+        )
+        for to in dict.fromkeys(a for a in (r.email, settings.sla_escalation_email) if a):
+            messages.append(
+                outbox_row(
+                    key=f"kpi:{r.id}:{step}:{to}",
+                    channel=MessageChannel.EMAIL,
+                    case_id=r[3],
+                    contact_id=None,
+                    journey_step=f"sla_{step}",
+                    to_address=to,
+                    subject=subject[:300],
+                    body=body,
+                    template=f"email/sla_{step}",
+                    blocked=None,
+                    now=now,
+                )
+            )
+    if not messages:
+        return []
+    insert_messages(session=session, rows=messages)
+    keys = [m["idempotency_key"] for m in messages]
+    return [
+        (mid, step) for mid in session.scalars(select(Message.id).where(Message.idempotency_key.in_(keys)))
+    ]
+
+
+def sla_monitor(*, settings: Settings, now: datetime | None = None) -> MonitorSummary:
+    """One monitor run: move states on, queue the notices, send them (exactly once each)."""
+    from carepath.db import unit_of_work
+    from tasks.messaging import drain_outbox
+
+    with unit_of_work() as session:
+        summary, queued = monitor_kpis(session=session, settings=settings, now=now)
+    if queued:
+        drain_outbox(settings=settings, channel=MessageChannel.EMAIL, ids=queued)
+    return summary
