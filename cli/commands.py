@@ -269,6 +269,36 @@ def cmd_sla_monitor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kb(args: argparse.Namespace) -> int:
+    """Knowledge base: search published articles, or send one to a case's customer."""
+    from tasks.knowledge import KnowledgeError, search_articles, send_article
+
+    try:
+        with unit_of_work() as session:
+            if args.kb_command == "search":
+                hits = search_articles(session=session, query=args.text, limit=args.limit)
+                result = {"articles": [{"id": h.id, "title": h.title, "score": h.score} for h in hits]}
+            else:
+                sent = send_article(session=session, ticket=args.ticket, article_id=args.article_id)
+                result = sent.as_json()
+    except KnowledgeError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    if args.kb_command == "send" and result["status"] == "queued":
+        from models import MessageChannel
+        from tasks.messaging import drain_outbox
+
+        drain_outbox(settings=get_settings(), channel=MessageChannel.EMAIL, ids=[result["message_id"]])
+    if args.json:
+        print(json.dumps(result))
+    elif args.kb_command == "search":
+        for a in result["articles"]:
+            print(f"{a['id']:>5}  {a['score']:>8.3f}  {a['title']}")
+    else:
+        print(f"article {result['article_id']} to {result['ticket']}: {result['status']}")
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from tasks.inbox import replay_failed
 
@@ -425,6 +455,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sla-monitor", help="move SLA KPIs on and send warnings and failures (once each)")
     p.add_argument("--json", action="store_true", help='print {"states", "warnings_sent", "failures_sent"}')
     p.set_defaults(func=cmd_sla_monitor)
+    p = sub.add_parser("kb", help="knowledge base: search articles, send one from a case")
+    kb = p.add_subparsers(dest="kb_command", required=True)
+    q = kb.add_parser("search", help="published articles ranked for a text")
+    q.add_argument("text")
+    q.add_argument("--limit", type=int, default=10)
+    q.add_argument("--json", action="store_true", help='print {"articles": [{"id", "title", "score"}]}')
+    q.set_defaults(func=cmd_kb)
+    q = kb.add_parser("send", help="email an article to a case's customer (counts as the first response)")
+    q.add_argument("ticket")
+    q.add_argument("article_id", type=int)
+    q.add_argument("--json", action="store_true", help="print the outcome")
+    q.set_defaults(func=cmd_kb)
     p = sub.add_parser("replay", help="put failed inbox events back to pending")
     p.add_argument("--source", default="iot")
     p.add_argument("--kind", default=None)

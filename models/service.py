@@ -194,6 +194,8 @@ class KnowledgeArticle(Base):
     language: Mapped[str] = mapped_column(String(8), default="en")
     published: Mapped[bool] = mapped_column(default=False)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Times sent to a customer from a case. Full-text search structures: migration 0008 (database only).
+    usage_count: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class CaseArticle(Base):

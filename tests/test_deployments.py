@@ -22,7 +22,11 @@ def test_every_flow_has_a_deployment() -> None:
     assert flows == deployed
 
 
-NEEDS_INPUT = {"resolve-case": {"ticket", "resolution", "minutes"}}
+NEEDS_INPUT = {
+    "resolve-case": {"ticket", "resolution", "minutes"},
+    "kb-search": {"query"},
+    "kb-send": {"ticket", "article_id"},
+}
 
 
 @pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=[d["name"] for d in DEPLOYMENTS])
