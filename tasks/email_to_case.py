@@ -220,6 +220,8 @@ def _open_case(
             )
         contact = _new_contact(session, sender)
     entitlement = _entitlement_for(session, contact, now)
+    if entitlement is None:
+        _refuse_if_restricted(session, contact, now)
     if mailbox.require_entitlement and entitlement is None:
         raise EmailRefused(
             f"{mailbox.address} requires an entitlement covering email: none is active for {sender}"
@@ -285,6 +287,27 @@ def _entitlement_for(session: Session, contact: Contact, now: datetime) -> int |
     terms = [EntitlementTerms(r[0], r[1], r[2], r[3], tuple(r[4] or ()), tuple(r[5] or ())) for r in rows]
     chosen = choose_entitlement(terms, channel=Channel.EMAIL.value, product_sku=None, on=now.date())
     return chosen.id if chosen else None
+
+
+def _refuse_if_restricted(session: Session, contact: Contact, now: datetime) -> None:
+    """An entitlement that covers email, is in force, has no terms left and restricts case creation refuses
+    the case, saying which entitlement, which channel and what remains (Dynamics' "restrict case creation")."""
+    e = Entitlement
+    spent = session.execute(
+        select(e.name, e.remaining, e.allocation).where(
+            e.state == EntitlementState.ACTIVE,
+            e.restrict_case_creation.is_(True),
+            e.remaining <= 0,
+            e.starts_on <= now.date(),
+            e.ends_on >= now.date(),
+            (e.account_id == contact.account_id) | (e.contact_id == contact.id),
+        )
+    ).all()
+    for name, remaining, allocation in spent:
+        raise EmailRefused(
+            f"entitlement «{name}» covers the email channel but has {remaining} of {allocation} cases left "
+            "and restricts case creation"
+        )
 
 
 def _acknowledge(session: Session, case: Case, settings: Settings, now: datetime) -> int | None:

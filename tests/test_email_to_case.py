@@ -383,3 +383,29 @@ def test_show_case_json_after_an_email(session, providers, tmp_path, customer, c
         or shown["entitlement"]["remaining"] == 15
     )
     assert cli(["show-case", "CAS-00000-00000", "--json"]) == 1
+
+
+@pytest.mark.parametrize("restrict", [True, False])
+def test_an_entitlement_at_zero_restricts_case_creation_only_when_it_says_so(
+    session, providers, tmp_path, capsys, restrict
+) -> None:
+    account = make_account(session)
+    contact = make_contact(session, account=account)
+    ent = make_entitlement(session, account=account)
+    ent.remaining, ent.restrict_case_creation = 0, restrict
+    session.commit()
+    path, _ = eml(tmp_path, sender=contact.email)
+
+    code = cli(["email-in", str(path), "--json"])
+
+    if restrict:
+        assert code == 1
+        err = capsys.readouterr().err
+        assert "0 of 15 cases left" in err and "email channel" in err and ent.name in err
+        assert count(session, select(func.count()).select_from(Case)) == 0
+    else:
+        assert code == 0
+        out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert out["case_created"] is True
+        assert session.scalar(select(Case.entitlement_id)) is None  # no term to use
+        session.commit()
