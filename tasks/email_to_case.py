@@ -31,7 +31,6 @@ from carepath.rules.email_to_case import (
     ticket_in_subject,
 )
 from carepath.rules.entitlements import EntitlementTerms, choose_entitlement
-from carepath.rules.messaging import email_block_reason
 from carepath.rules.tickets import new_ticket_number, new_tracking_token
 from carepath.settings import PROJECT_ROOT, Settings
 from models import (
@@ -42,7 +41,6 @@ from models import (
     CaseStatus,
     CaseStatusChange,
     Channel,
-    Consent,
     Contact,
     Entitlement,
     EntitlementState,
@@ -52,7 +50,7 @@ from models import (
     Queue,
 )
 from models.base import utcnow
-from tasks.messaging import idempotency_key, insert_messages, outbox_row
+from tasks.messaging import queue_contact_email
 from tasks.routing import route_case
 from tasks.sla import start_kpis
 
@@ -316,12 +314,6 @@ def _acknowledge(session: Session, case: Case, settings: Settings, now: datetime
     contact = session.get(Contact, case.contact_id) if case.contact_id else None
     if contact is None:
         return None
-    consent = session.scalar(
-        select(Consent.status).where(
-            Consent.contact_id == contact.id, Consent.channel == MessageChannel.EMAIL
-        )
-    )
-    blocked = email_block_reason(email=contact.email, consent=consent.value if consent else None)
     subject, body = render_acknowledgement_email(
         language=contact.language,
         first_name=contact.first_name,
@@ -329,26 +321,17 @@ def _acknowledge(session: Session, case: Case, settings: Settings, now: datetime
         title=case.title,
         tracking_url=settings.tracking_url(case.ticket_number, case.tracking_token),
     )
-    key = idempotency_key(case.id, ACK_STEP)
-    queued, _ = insert_messages(
+    message_id, _ = queue_contact_email(
         session=session,
-        rows=[
-            outbox_row(
-                key=key,
-                channel=MessageChannel.EMAIL,
-                case_id=case.id,
-                contact_id=contact.id,
-                journey_step=ACK_STEP,
-                to_address=contact.email,
-                subject=subject[:300],
-                body=body,
-                template="email/acknowledgement",
-                blocked=blocked,
-                now=now,
-            )
-        ],
+        case_id=case.id,
+        contact_id=contact.id,
+        step=ACK_STEP,
+        subject=subject,
+        body=body,
+        template="email/acknowledgement",
+        now=now,
     )
-    return session.scalar(select(Message.id).where(Message.idempotency_key == key)) if queued else None
+    return message_id
 
 
 def _queue_name(session: Session, case: Case) -> str | None:

@@ -10,19 +10,16 @@ from sqlalchemy.orm import Session
 
 from carepath.db import is_postgres
 from carepath.rules.knowledge import fts5_query, search_terms, tsquery
-from carepath.rules.messaging import email_block_reason
 from models import (
     Activity,
     ActivityType,
     Case,
     CaseArticle,
-    Consent,
     Contact,
     KnowledgeArticle,
-    MessageChannel,
 )
 from models.base import utcnow
-from tasks.messaging import idempotency_key, insert_messages, outbox_row
+from tasks.messaging import queue_contact_email
 from tasks.sla import record_first_response
 
 # The document migration 0008 indexes on PostgreSQL (the same expression, so the GIN index is used), and a
@@ -119,43 +116,24 @@ def send_article(*, session: Session, ticket: str, article_id: int) -> ArticleSe
     contact = session.get(Contact, case.contact_id) if case.contact_id else None
     if contact is None:
         raise KnowledgeError(f"{ticket} has no contact to send the article to")
-    existing = session.scalar(
-        select(CaseArticle.message_id).where(
+    existing = session.execute(
+        select(CaseArticle.id, CaseArticle.message_id).where(
             CaseArticle.case_id == case.id, CaseArticle.article_id == article.id
         )
-    )
+    ).first()
     if existing is not None:
-        return ArticleSent(ticket, article.id, existing, "already_sent", False)
+        return ArticleSent(ticket, article.id, existing.message_id, "already_sent", False)
     now = utcnow()
-    consent = session.scalar(
-        select(Consent.status).where(
-            Consent.contact_id == contact.id, Consent.channel == MessageChannel.EMAIL
-        )
-    )
-    blocked = email_block_reason(email=contact.email, consent=consent.value if consent else None)
-    key = idempotency_key(case.id, f"article:{article.id}")
-    subject = f"[{case.ticket_number}] {article.title}"[:300]
-    insert_messages(
+    message_id, blocked = queue_contact_email(
         session=session,
-        rows=[
-            outbox_row(
-                key=key,
-                channel=MessageChannel.EMAIL,
-                case_id=case.id,
-                contact_id=contact.id,
-                journey_step="knowledge_article",
-                to_address=contact.email,
-                subject=subject,
-                body=f"Hello {contact.first_name},\n\n{article.content}\n\n({article.article_number})\n",
-                template="email/knowledge_article",
-                blocked=blocked,
-                now=now,
-            )
-        ],
+        case_id=case.id,
+        contact_id=contact.id,
+        step=f"article:{article.id}",
+        subject=f"[{case.ticket_number}] {article.title}",
+        body=f"Hello {contact.first_name},\n\n{article.content}\n\n({article.article_number})\n",
+        template="email/knowledge_article",
+        now=now,
     )
-    from models import Message
-
-    message_id = session.scalar(select(Message.id).where(Message.idempotency_key == key))
     session.add_all(
         [
             CaseArticle(case_id=case.id, article_id=article.id, message_id=message_id, sent_at=now),

@@ -29,6 +29,7 @@ from tasks.messaging.outbox import (
     idempotency_key,
     insert_messages,
     outbox_row,
+    queue_contact_email,
     queue_fault_sms,
 )
 from tasks.messaging.outcomes import SendSummary, record_outcomes
@@ -53,6 +54,7 @@ __all__ = [
     "mark_attempted",
     "outbox_row",
     "outbox_waiting",
+    "queue_contact_email",
     "queue_fault_sms",
     "reconcile_messages_task",
     "reconcile_outbox",

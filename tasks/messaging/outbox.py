@@ -108,3 +108,53 @@ def insert_messages(*, session: Session, rows: list[dict]) -> tuple[int, int]:
     bulk_insert(session, Message.__table__, rows, conflict_columns=["idempotency_key"])
     blocked = sum(r["status"] is MessageStatus.BLOCKED for r in rows)
     return len(rows) - blocked, blocked
+
+
+def queue_contact_email(
+    *,
+    session: Session,
+    case_id: int,
+    contact_id: int,
+    step: str,
+    subject: str,
+    body: str,
+    template: str,
+    now: datetime,
+) -> tuple[int | None, str | None]:
+    """Queue one email to a case's contact under the key (case, step), honouring an email opt-out.
+    Returns the message id (None when blocked or the contact has no address) and the reason it was blocked."""
+    from sqlalchemy import select
+
+    from carepath.rules.messaging import email_block_reason
+    from models import Consent, Contact
+
+    contact = session.get(Contact, contact_id)
+    consent = session.scalar(
+        select(Consent.status).where(
+            Consent.contact_id == contact_id, Consent.channel == MessageChannel.EMAIL
+        )
+    )
+    blocked = email_block_reason(
+        email=contact.email if contact else None, consent=consent.value if consent else None
+    )
+    key = idempotency_key(case_id, step)
+    insert_messages(
+        session=session,
+        rows=[
+            outbox_row(
+                key=key,
+                channel=MessageChannel.EMAIL,
+                case_id=case_id,
+                contact_id=contact_id,
+                journey_step=step,
+                to_address=contact.email if contact else None,
+                subject=subject[:300],
+                body=body,
+                template=template,
+                blocked=blocked,
+                now=now,
+            )
+        ],
+    )
+    message_id = session.scalar(select(Message.id).where(Message.idempotency_key == key))
+    return (None if blocked else message_id), blocked
