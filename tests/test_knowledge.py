@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from cli.commands import main as cli
-from models import Activity, Case, CaseStatus, CaseStatusChange, Channel, KnowledgeArticle, Priority
-from tests.utils.factories import make_account, make_contact
+from models import Activity, Case, KnowledgeArticle
+from tests.utils import factories
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -81,19 +81,7 @@ def test_an_edited_article_is_found_by_its_new_words(session, articles) -> None:
 
 
 def make_case(session) -> Case:
-    contact = make_contact(session, account=make_account(session))
-    case = Case(
-        ticket_number=f"CAS-KB{contact.id:03d}-00001"[:20],
-        title="Boiler pressure keeps dropping",
-        account_id=contact.account_id,
-        contact_id=contact.id,
-        priority=Priority.NORMAL,
-        origin=Channel.EMAIL,
-        tracking_token=f"kb-token-{contact.id}-abcdefghijklmnopqrstuvwxyz",
-    )
-    session.add(case)
-    session.flush()
-    session.add(CaseStatusChange(case_id=case.id, to_status=CaseStatus.ACTIVE, source="test"))
+    case = factories.make_case(session)
     session.commit()
     return case
 

@@ -14,20 +14,16 @@ from sqlalchemy import select
 from cli.commands import main as cli
 from models import (
     Agent,
-    Case,
     CaseStatus,
-    CaseStatusChange,
-    Channel,
     KpiInstance,
     KpiState,
-    Priority,
     Sla,
     SlaKpi,
 )
 from models.base import utcnow
 from tasks.case_status import change_case_status
 from tasks.sla import monitor_kpis, record_first_response, start_kpis
-from tests.utils.factories import make_account, make_contact
+from tests.utils.factories import make_case
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -48,23 +44,9 @@ def gold_case(session):
         ]
     )
     agent = Agent(name="Sofia Georgiou", email="sofia@carepath.example")
-    account = make_account(session)
-    contact = make_contact(session, account=account)
     session.add(agent)
     session.flush()
-    case = Case(
-        ticket_number=f"CAS-SLA{contact.id:02d}-00001"[:20],
-        title="Boiler pressure low",
-        account_id=account.id,
-        contact_id=contact.id,
-        priority=Priority.NORMAL,
-        origin=Channel.EMAIL,
-        owner_agent_id=agent.id,
-        tracking_token=f"sla-token-{contact.id}-abcdefghijklmnopqrstuvwxyz",
-    )
-    session.add(case)
-    session.flush()
-    session.add(CaseStatusChange(case_id=case.id, to_status=CaseStatus.ACTIVE, source="test"))
+    case = make_case(session, owner_agent_id=agent.id)
     assert start_kpis(session=session, case=case, at=utcnow() - timedelta(minutes=11)) == 2
     session.commit()
     return case

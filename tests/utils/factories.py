@@ -10,12 +10,17 @@ from sqlalchemy.orm import Session
 
 from models import (
     Account,
+    Case,
+    CaseStatus,
+    CaseStatusChange,
+    Channel,
     Consent,
     ConsentStatus,
     Contact,
     Device,
     Entitlement,
     MessageChannel,
+    Priority,
     Product,
     Tier,
 )
@@ -125,3 +130,34 @@ def fault_event(
         "occurred_at": (occurred_at or datetime.now(UTC)).isoformat(),
         **({"message": message} if message else {}),
     }
+
+
+def make_case(
+    session: Session,
+    *,
+    contact: Contact | None = None,
+    title: str = "Boiler pressure keeps dropping",
+    origin: Channel = Channel.EMAIL,
+    priority: Priority = Priority.NORMAL,
+    owner_agent_id: int | None = None,
+    entitlement_id: int | None = None,
+) -> Case:
+    """An active case with its first status-history row, for a new contact of a new (gold) account by default."""
+    n = next(_seq)
+    contact = contact or make_contact(session, account=make_account(session))
+    case = Case(
+        ticket_number=f"CAS-T{n:04d}-00001"[:20],
+        title=title,
+        account_id=contact.account_id,
+        contact_id=contact.id,
+        priority=priority,
+        origin=origin,
+        owner_agent_id=owner_agent_id,
+        entitlement_id=entitlement_id,
+        tracking_token=f"test-token-{n}-abcdefghijklmnopqrstuvwxyz",
+    )
+    session.add(case)
+    session.flush()
+    session.add(CaseStatusChange(case_id=case.id, to_status=CaseStatus.ACTIVE, source="test"))
+    session.flush()
+    return case
