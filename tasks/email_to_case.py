@@ -338,17 +338,30 @@ def _queue_name(session: Session, case: Case) -> str | None:
     return session.scalar(select(Queue.name).where(Queue.id == case.queue_id)) if case.queue_id else None
 
 
-def read_emails(path: Path) -> list[bytes]:
-    """The email in an .eml file, or every message in a Maildir folder (new/ and cur/), oldest first.
-    OSError (missing, unreadable) and ValueError (a folder that is not a Maildir) reach the caller."""
+def read_emails(path: Path) -> list[tuple[bytes, str | None]]:
+    """The email in an .eml file, or every unread message of a Maildir folder (new/, and cur/ without the
+    Seen flag), oldest first, each with its Maildir key (None for a file). OSError (missing, unreadable) and
+    ValueError (a folder that is not a Maildir) reach the caller."""
     import mailbox
 
     if not path.is_dir():
-        return [path.read_bytes()]
+        return [(path.read_bytes(), None)]
     if not all((path / sub).is_dir() for sub in ("new", "cur", "tmp")):
         raise ValueError(f"{path} is a folder but not a Maildir (it needs new/, cur/ and tmp/)")
-    box = mailbox.Maildir(path, factory=None, create=False)
-    return [box.get_bytes(k) for k in sorted(box.keys())]  # Maildir keys begin with the delivery time
+    box = mailbox.Maildir(path, create=False)
+    unread = [k for k in sorted(box.keys()) if "S" not in box.get_message(k).get_flags()]
+    return [(box.get_bytes(k), k) for k in unread]  # Maildir keys begin with the delivery time
+
+
+def mark_seen(path: Path, key: str) -> None:
+    """Move a handled Maildir message to cur/ with the Seen flag, as a mail client would: the next run skips it."""
+    import mailbox
+
+    box = mailbox.Maildir(path, create=False)
+    message = box.get_message(key)
+    message.set_subdir("cur")
+    message.add_flag("S")
+    box[key] = message
 
 
 @dataclass
@@ -365,12 +378,14 @@ def email_in(*, path: Path, settings: Settings) -> EmailRun:
     from tasks.messaging import drain_outbox
 
     run = EmailRun([], [])
-    for raw in read_emails(path):
+    for raw, key in read_emails(path):
         try:
             with unit_of_work() as session:
                 run.outcomes.append(ingest_email(session=session, raw=raw, settings=settings))
-        except EmailRefused as exc:
+        except EmailRefused as exc:  # refused for good (the same email would be refused again): seen too
             run.refused.append(str(exc))
+        if key is not None:  # only after its transaction: a crash before leaves it unread, to be read again
+            mark_seen(path, key)
     acks = [o.acknowledgement_id for o in run.outcomes if o.acknowledgement_id is not None]
     if acks:
         drain_outbox(settings=settings, channel=MessageChannel.EMAIL, ids=acks)

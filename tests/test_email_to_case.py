@@ -3,8 +3,10 @@ never answered. Sends are counted at the provider stub."""
 
 from __future__ import annotations
 
+import io
 import json
 import mailbox
+from contextlib import redirect_stdout
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -232,6 +234,15 @@ def test_a_maildir_folder_is_read_whole(session, providers, tmp_path, customer) 
     session.commit()
     assert titles == {"First problem", "Second problem"}
     assert len(providers.sendgrid_mails()) == 2
+    flags = [m.get_flags() for m in mailbox.Maildir(tmp_path / "Maildir", create=False)]
+    assert flags == ["S", "S"] and not list(
+        (tmp_path / "Maildir" / "new").iterdir()
+    )  # read, as a client would
+
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert cli(["email-in", str(tmp_path / "Maildir"), "--json"]) == 0
+    assert json.loads(out.getvalue().strip().splitlines()[-1]) == {"emails": [], "refused": []}  # nothing new
 
 
 def test_an_unreadable_path_is_a_clear_error(tmp_path, capsys, engine) -> None:
