@@ -109,7 +109,7 @@ def route_and_assign(*, session: Session, case_ids: Iterable[int]) -> RoutingSum
         return summary
     agents = load_agents(session=session)
     qualified: dict[frozenset[str], list[AgentLoad]] = {}  # per skill set: few distinct ones per batch
-    queue_names = dict(session.execute(select(Queue.id, Queue.name)).tuples().all())
+    queue_names = dict(session.execute(select(Queue.id, Queue.name)).all())
     now = utcnow()
     placed = []
     for c in sorted(cases, key=lambda c: (_URGENCY.get(c.priority, 9), c.id)):

@@ -103,7 +103,7 @@ def test_no_free_capacity_or_skill_means_the_case_waits_in_its_queue(session) ->
     session.commit()
 
     assert (summary.routed, summary.assigned, summary.waiting) == (3, 1, 2)
-    owners = dict(session.execute(select(Case.id, Case.owner_agent_id)).tuples().all())
+    owners = dict(session.execute(select(Case.id, Case.owner_agent_id)).all())
     assert owners[urgent.id] is not None  # the most urgent case takes the last free place
     assert owners[low.id] is None and owners[other.id] is None
     waiting = session.scalars(select(QueueItem.picked_at).where(QueueItem.case_id == low.id)).one()
