@@ -58,6 +58,9 @@ def seed_reference(session: Session, *, today: date) -> Reference:
     """Insert every static reference row; flushes so ids exist, never commits."""
     org = load_json("organisation.json")
     products = {p["sku"]: Product(**p) for p in load_json("products.json")}
+    for skill, skus in org["skill_areas"].items():  # the skill agents need to work a product's cases
+        for sku in skus:
+            products[sku].skill = skill
     queues = {q["name"]: Queue(name=q["name"], description=q["description"]) for q in org["queues"]}
     agents = [Agent(**a) for a in org["agents"]]
     calendars = {

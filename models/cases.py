@@ -25,6 +25,7 @@ class Case(Base):
             postgresql_where=text("status = 'active'"),
         ),
         Index("ix_support_case_customer_status", "account_id", "status"),
+        Index("ix_support_case_owner_status", "owner_agent_id", "status"),  # an agent's load
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

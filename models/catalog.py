@@ -19,6 +19,7 @@ class Product(Base):
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
     unit_cost: Mapped[float | None]
+    skill: Mapped[str | None] = mapped_column(String(32))  # the skill area agents need (routing)
 
 
 class Device(Base):

@@ -79,6 +79,7 @@ class QueueItem(Base):
     case_id: Mapped[int] = mapped_column(ForeignKey("support_case.id", ondelete="CASCADE"), index=True)
     worked_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agent.id"))
     entered_at: Mapped[datetime] = mapped_column(default=utcnow)
+    picked_at: Mapped[datetime | None]  # when an agent took the case; None while it waits
 
 
 class RoutingRuleSet(Base):
@@ -103,13 +104,15 @@ class RoutingRule(Base):
 
 
 class Agent(Base):
+    """A service agent: skills with a proficiency each (1–5), and how many open cases they can hold."""
+
     __tablename__ = "agent"
     _repr_label = "name"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     email: Mapped[str] = mapped_column(String(254), unique=True)
-    skills: Mapped[list[str]] = mapped_column(default=list)
+    skills: Mapped[dict[str, Any]] = mapped_column(default=dict)  # skill → proficiency, e.g. {"el": 5}
     capacity: Mapped[int] = mapped_column(default=10)
     active: Mapped[bool] = mapped_column(default=True)
 

@@ -29,6 +29,7 @@ from tasks.device_cases import DeviceOwner
 from tasks.fault_claims import claim_faults
 from tasks.inbox import mark_failed
 from tasks.messaging import queue_fault_sms
+from tasks.routing import route_and_assign
 
 JOURNEY = "iot_fault_journey"
 
@@ -263,6 +264,7 @@ def drain_fault_batch(
         cases=[NewIotCase.from_plan(p, owners[p.device_id]) for p in to_open],
         journey=JOURNEY,
     )
+    route_and_assign(session=session, case_ids=[c.id for c in opened.values()])
     open_cases.update(raced)  # another worker opened these first: attach instead
     attached = [p for p in plans if p.attached and p.device_id not in opened]
     attach_faults_to_open_cases(session=session, plans=attached, case_ids=open_cases)
