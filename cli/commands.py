@@ -160,9 +160,8 @@ def cmd_show_case(args: argparse.Namespace) -> int:
 
 def cmd_set_status(args: argparse.Namespace) -> int:
     """Change a case's status as an agent would; the case-status journey then tells the customer."""
-    from carepath.events import announce, prefect_api_url
     from models import Case, CaseStatus, InboxEvent
-    from tasks.case_status import change_case_status, status_change_event_id
+    from tasks.case_status import announce_status_change, change_case_status, status_change_event_id
 
     with unit_of_work() as session:
         case = session.scalars(select(Case).where(Case.ticket_number == args.ticket)).one_or_none()
@@ -188,9 +187,7 @@ def cmd_set_status(args: argparse.Namespace) -> int:
     if change is None:
         print(f"{args.ticket} is already {args.status}")
         return 0
-    announced = announce(
-        {("carepath", "case_status"): [event_id]}, api_url=prefect_api_url(get_settings().prefect_api_url)
-    )
+    announced = announce_status_change(event_id)
     print(
         f"{args.ticket}: {change.from_status and change.from_status.value} → {change.to_status.value}"
         f" ({'announced to Prefect' if announced else 'the inbox sweep will announce it'})"
@@ -200,7 +197,7 @@ def cmd_set_status(args: argparse.Namespace) -> int:
 
 def cmd_resolve(args: argparse.Namespace) -> int:
     """Resolve a case (the same rules as the `resolve-case` flow); the customer is told by email."""
-    from carepath.events import announce, prefect_api_url
+    from tasks.case_status import announce_status_change
     from tasks.resolution import ResolutionRefused, resolve_case
 
     try:
@@ -217,10 +214,7 @@ def cmd_resolve(args: argparse.Namespace) -> int:
         print(f"not resolved: {exc}", file=sys.stderr)
         return 1
     if resolved.inbox_event_id is not None:
-        announce(
-            {("carepath", "case_status"): [resolved.inbox_event_id]},
-            api_url=prefect_api_url(get_settings().prefect_api_url),
-        )
+        announce_status_change(resolved.inbox_event_id)
     if args.json:
         print(json.dumps(resolved.as_json()))
     else:

@@ -9,8 +9,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
 from carepath.db import unit_of_work
-from carepath.events import announce, prefect_api_url
-from carepath.settings import get_settings
+from tasks.case_status import announce_status_change
 from tasks.resolution import Resolved, resolve_case
 
 
@@ -27,10 +26,7 @@ def resolve(ticket: str, resolution: str, minutes: int, close_activities: bool) 
             source="prefect-ui",
         )
     if resolved.inbox_event_id is not None:
-        announce(
-            {("carepath", "case_status"): [resolved.inbox_event_id]},
-            api_url=prefect_api_url(get_settings().prefect_api_url),
-        )
+        announce_status_change(resolved.inbox_event_id)
     return resolved
 
 

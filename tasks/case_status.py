@@ -133,6 +133,16 @@ def _history(
     )
 
 
+def announce_status_change(inbox_id: int) -> bool:
+    """Tell Prefect (after the commit) that a status change waits in the inbox, so the case-status journey runs
+    now; False when Prefect did not take it (the inbox sweep announces it later)."""
+    from carepath.events import announce, prefect_api_url
+
+    return announce(
+        {("carepath", "case_status"): [inbox_id]}, api_url=prefect_api_url(get_settings().prefect_api_url)
+    )
+
+
 def status_change_event_id(change_id: int) -> str:
     """The inbox event id under which a status change made in Carepath is announced."""
     return f"case-status-change-{change_id}"
