@@ -263,6 +263,20 @@ def cmd_sla_monitor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_route_cases(args: argparse.Namespace) -> int:
+    """One routing pass (the same work as the every-minute `route-cases` deployment)."""
+    from tasks.routing import route_pending
+
+    with unit_of_work() as session:
+        s = route_pending(session=session, limit=args.limit)
+    result = {"routed": s.routed, "assigned": s.assigned, "waiting": s.waiting, "by_queue": s.by_queue}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"routed {s.routed}, assigned {s.assigned}, waiting {s.waiting}")
+    return 0
+
+
 def cmd_kb(args: argparse.Namespace) -> int:
     """Knowledge base: search published articles, or send one to a case's customer."""
     from tasks.knowledge import KnowledgeError, search_articles, send_article
@@ -449,6 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sla-monitor", help="move SLA KPIs on and send warnings and failures (once each)")
     p.add_argument("--json", action="store_true", help='print {"states", "warnings_sent", "failures_sent"}')
     p.set_defaults(func=cmd_sla_monitor)
+    p = sub.add_parser("route-cases", help="route unrouted cases; give waiting cases to agents with room")
+    p.add_argument("--limit", type=int, default=5000, help="cases taken at most per step")
+    p.add_argument("--json", action="store_true", help='print {"routed", "assigned", "waiting", "by_queue"}')
+    p.set_defaults(func=cmd_route_cases)
     p = sub.add_parser("kb", help="knowledge base: search articles, send one from a case")
     kb = p.add_subparsers(dest="kb_command", required=True)
     q = kb.add_parser("search", help="published articles ranked for a text")

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import and_, bindparam, func, select, text, update
+from sqlalchemy import case as sql_case
 from sqlalchemy.orm import Session
 
 from carepath.bulk import bulk_insert, in_list, pg_array_literal
@@ -183,6 +184,82 @@ def _write(*, session: Session, placed: list[tuple[int, int, int | None]], now) 
         ],
         conflict_columns=["queue_id", "case_id"],
     )
+
+
+def assign_waiting(*, session: Session, limit: int = 5000) -> RoutingSummary:
+    """Give cases waiting in their queues (routed, no owner) to agents who now have the skills and free
+    capacity — the most urgent first, then the longest waiting. Set-based like route_and_assign."""
+    summary = RoutingSummary()
+    item = QueueItem.__table__
+    waiting_stmt = (
+        select(Case.id, Case.queue_id, Case.origin, Product.skill, Contact.language)
+        .join(item, and_(item.c.case_id == Case.id, item.c.queue_id == Case.queue_id))
+        .outerjoin(Product, Product.id == Case.product_id)
+        .outerjoin(Contact, Contact.id == Case.contact_id)
+        .where(Case.status == CaseStatus.ACTIVE, Case.queue_id.is_not(None), Case.owner_agent_id.is_(None))
+        .order_by(_urgency_order(), item.c.entered_at, Case.id)
+        .limit(limit)
+    )
+    if is_postgres(session):
+        waiting_stmt = waiting_stmt.with_for_update(of=Case.__table__, skip_locked=True)
+    waiting = session.execute(waiting_stmt).all()
+    if not waiting:
+        return summary
+    agents = load_agents(session=session)
+    if not any(a.free > 0 for a in agents):
+        summary.waiting = len(waiting)
+        return summary
+    qualified: dict[frozenset[str], list[AgentLoad]] = {}
+    taken: list[tuple[int, int, int]] = []
+    for w in waiting:
+        needed = required_skills(product_skill=w.skill, language=w.language, origin=w.origin.value)
+        if needed not in qualified:
+            qualified[needed] = [a for a in agents if needed <= a.proficiency.keys()]
+        agent = best_agent(needed, qualified[needed])
+        if agent is None:
+            summary.waiting += 1
+            continue
+        agent.load += 1
+        taken.append((w.id, w.queue_id, agent.id))
+    if taken:
+        now = utcnow()
+        taken.sort()
+        t = Case.__table__
+        conn = session.connection()
+        conn.execute(
+            update(t)
+            .where(t.c.id == bindparam("b_id"), t.c.owner_agent_id.is_(None))
+            .values(owner_agent_id=bindparam("b_agent"), updated_at=now),
+            [{"b_id": i, "b_agent": a} for i, _, a in taken],
+        )
+        conn.execute(
+            update(item)
+            .where(item.c.case_id == bindparam("b_id"), item.c.queue_id == bindparam("b_queue"))
+            .values(worked_by_agent_id=bindparam("b_agent"), picked_at=now),
+            [{"b_id": i, "b_queue": q, "b_agent": a} for i, q, a in taken],
+        )
+    summary.assigned = len(taken)
+    return summary
+
+
+def route_pending(*, session: Session, limit: int = 5000) -> RoutingSummary:
+    """One routing pass: active cases no queue holds yet (made by hand, by a rule set added later, or by a
+    creator without routing) are routed, then waiting cases go to agents who have room now."""
+    unrouted = session.scalars(
+        select(Case.id)
+        .where(Case.status == CaseStatus.ACTIVE, Case.queue_id.is_(None))
+        .order_by(Case.id)
+        .limit(limit)
+    ).all()
+    routed = route_and_assign(session=session, case_ids=unrouted)
+    later = assign_waiting(session=session, limit=limit)
+    routed.assigned += later.assigned
+    routed.waiting = later.waiting
+    return routed
+
+
+def _urgency_order():
+    return sql_case(*((Case.priority == p, rank) for p, rank in _URGENCY.items()), else_=9)
 
 
 def route_case(*, session: Session, case: Case) -> str | None:

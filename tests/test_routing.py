@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from carepath import db
 from carepath.rules.tickets import new_ticket_number, new_tracking_token
-from models import Agent, Case, Channel, Priority, Queue, QueueItem, RoutingRule, RoutingRuleSet, Tier
-from tasks.routing import route_and_assign
+from cli.commands import main as cli
+from flows.iot_fault_journey import iot_fault_journey
+from flows.routing import route_cases
+from models import (
+    Agent,
+    Case,
+    CaseStatus,
+    Channel,
+    Priority,
+    Queue,
+    QueueItem,
+    RoutingRule,
+    RoutingRuleSet,
+    Tier,
+)
+from tasks.ingest import store_fault_events
+from tasks.routing import assign_waiting, route_and_assign
 from tests.utils.databases import BACKEND
-from tests.utils.factories import make_account, make_contact, make_product
+from tests.utils.factories import fault_event, make_account, make_contact, make_device, make_product
+from tests.utils.flows import completed
 
 
 def _organisation(session, agents):
@@ -134,3 +151,82 @@ def test_two_workers_never_give_an_agent_more_than_their_capacity(session) -> No
     owned = session.scalars(select(Case.id).where(Case.owner_agent_id.is_not(None))).all()
     queued = session.scalars(select(Case.id).where(Case.queue_id.is_not(None))).all()
     assert len(owned) == 3 and len(queued) == 8
+
+
+def test_a_waiting_case_goes_to_an_agent_once_one_has_room(session) -> None:
+    _organisation(session, [_agent("Nikos", {"el": 5}, capacity=1)])
+    greek = make_contact(session, account=make_account(session, tier=Tier.SILVER), language="el")
+    first = _case(session, contact=greek)
+    older = _case(session, contact=greek, priority=Priority.LOW)
+    urgent = _case(session, contact=greek, priority=Priority.HIGH)
+    session.commit()
+    route_and_assign(session=session, case_ids=[first.id])
+    route_and_assign(session=session, case_ids=[older.id, urgent.id])
+    session.commit()
+    assert assign_waiting(session=session).assigned == 0  # Nikos is full
+    session.commit()
+
+    session.execute(update(Case).where(Case.id == first.id).values(status=CaseStatus.RESOLVED))
+    summary = assign_waiting(session=session)
+    session.commit()
+
+    assert (summary.assigned, summary.waiting) == (1, 1)
+    owners = dict(session.execute(select(Case.id, Case.owner_agent_id)).all())
+    assert owners[urgent.id] is not None and owners[older.id] is None  # the more urgent one first
+    picked = session.execute(
+        select(QueueItem.case_id, QueueItem.picked_at, QueueItem.worked_by_agent_id)
+    ).all()
+    by_case = {r.case_id: r for r in picked}
+    assert (
+        by_case[urgent.id].picked_at is not None
+        and by_case[urgent.id].worked_by_agent_id == owners[urgent.id]
+    )
+    assert by_case[older.id].picked_at is None
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_route_cases_flow_routes_what_no_queue_holds_and_the_cli_reports_the_same(session, capsys) -> None:
+    _organisation(session, [_agent("Aoife", {"en": 5}, capacity=10)])
+    gold = make_contact(session, account=make_account(session, tier=Tier.GOLD), language="en")
+    silver = make_contact(session, account=make_account(session, tier=Tier.SILVER), language="en")
+    a, b = _case(session, contact=gold), _case(session, contact=silver)
+    session.commit()
+
+    result = completed(route_cases)
+
+    assert result == {
+        "routed": 2,
+        "assigned": 2,
+        "waiting": 0,
+        "by_queue": {"Gold support": 1, "Standard support": 1},
+    }
+    queues = dict(session.execute(select(Case.id, Queue.name).join(Queue, Queue.id == Case.queue_id)).all())
+    assert queues == {a.id: "Gold support", b.id: "Standard support"}
+    session.commit()
+    capsys.readouterr()
+    assert cli(["route-cases", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"routed": 0, "assigned": 0, "waiting": 0, "by_queue": {}}
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_case_the_iot_drain_opens_lands_in_the_queue_its_rules_name(session, providers) -> None:
+    _organisation(session, [_agent("Nikos", {"el": 5, "iot": 4}, capacity=10)])
+    owner = make_contact(
+        session, account=make_account(session, tier=Tier.SILVER), phone="+306912345678", language="el"
+    )
+    device = make_device(session, owner=owner)
+    store_fault_events(session=session, events=[fault_event(device.device_id, 14)])
+    session.commit()
+
+    completed(iot_fault_journey)
+
+    row = session.execute(
+        select(Queue.name, Agent.name, QueueItem.entered_at, QueueItem.picked_at)
+        .select_from(Case)
+        .join(Queue, Queue.id == Case.queue_id)
+        .join(Agent, Agent.id == Case.owner_agent_id)
+        .join(QueueItem, QueueItem.case_id == Case.id)
+        .where(Case.device_id == device.device_id)
+    ).one()
+    assert (row.name, row[1]) == ("IoT triage", "Nikos")
+    assert row.entered_at is not None and row.picked_at is not None
