@@ -128,14 +128,16 @@ def email_event_id(msg: EmailMessage, raw: bytes) -> str:
 
 
 def find_case_for(
-    session: Session, *, subject: str, in_reply_to: str | None, references: str | None
+    session: Session,
+    *,
+    subject: str,
+    in_reply_to: str | None,
+    references: str | None,
+    sender: str | None = None,
 ) -> Case | None:
-    """The case an email is about: its ticket number in the subject, else a message it answers."""
-    ticket = ticket_in_subject(subject)
-    if ticket:
-        case = session.scalars(select(Case).where(Case.ticket_number == ticket)).first()
-        if case is not None:
-            return case
+    """The case an email is about: a message it answers, else its ticket number in the subject — the
+    subject only from someone of the case's customer (a ticket number is easy to guess or copy; a stranger
+    naming one must not write into another customer's case)."""
     for ref in referenced_message_ids(in_reply_to, references):
         ours = _OUR_MESSAGE_ID.match(ref)
         case_id = (
@@ -145,7 +147,33 @@ def find_case_for(
         )
         if case_id is not None:
             return session.get(Case, case_id)
+    ticket = ticket_in_subject(subject)
+    if ticket:
+        case = session.scalars(select(Case).where(Case.ticket_number == ticket)).first()
+        if case is not None and sender is not None and _speaks_for(session, case, sender):
+            return case
     return None
+
+
+def _speaks_for(session: Session, case: Case, sender: str) -> bool:
+    """The sender is the case's contact, another contact of its account, or at one of the account's domains."""
+    if case.contact_id is not None:
+        email = session.scalar(select(Contact.email).where(Contact.id == case.contact_id))
+        if email and email.strip().lower() == sender:
+            return True
+    if case.account_id is None:
+        return False
+    domains = session.scalar(select(Account.email_domains).where(Account.id == case.account_id)) or []
+    if sender.rpartition("@")[2] in {d.lower() for d in domains}:
+        return True
+    return (
+        session.scalar(
+            select(Contact.id)
+            .where(Contact.account_id == case.account_id, func.lower(Contact.email) == sender)
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def ingest_email(
@@ -168,7 +196,11 @@ def ingest_email(
     body = _text_of(msg)
 
     case = find_case_for(
-        session, subject=subject, in_reply_to=msg.get("In-Reply-To"), references=msg.get("References")
+        session,
+        subject=subject,
+        in_reply_to=msg.get("In-Reply-To"),
+        references=msg.get("References"),
+        sender=sender,
     )
     if case is not None:
         session.refresh(case, with_for_update=True)

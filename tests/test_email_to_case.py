@@ -112,6 +112,22 @@ def test_a_reply_with_the_ticket_in_its_subject_joins_the_case(
     assert len(providers.sendgrid_mails()) == 1  # only the first was acknowledged
 
 
+def test_a_ticket_in_the_subject_from_a_stranger_does_not_write_into_the_case(
+    session, providers, tmp_path, customer
+) -> None:
+    first, _ = eml(tmp_path, sender=customer.email)
+    _, opened = email_in(first)
+    colleague, _ = eml(tmp_path, sender="facilities@helios-energy.test", subject=f"Re: [{opened['ticket']}]")
+    stranger, _ = eml(tmp_path, sender="mallory@elsewhere.test", subject=f"Re: [{opened['ticket']}] ignore")
+
+    assert email_in(colleague)[1]["ticket"] == opened["ticket"]  # the customer's own domain
+    code, out = email_in(stranger)
+
+    assert code == 0 and out["case_created"] is True and out["ticket"] != opened["ticket"]
+    case_id = session.scalar(select(Case.id).where(Case.ticket_number == opened["ticket"]))
+    assert count(session, select(func.count()).select_from(Activity).where(Activity.case_id == case_id)) == 2
+
+
 def test_replies_thread_by_in_reply_to_and_references(session, providers, tmp_path, customer) -> None:
     first, first_id = eml(tmp_path, sender=customer.email)
     _, opened = email_in(first)
