@@ -96,7 +96,7 @@ def load_terms_in_force(
         fresh = dict(
             session.execute(
                 select(e.id, e.remaining).where(e.id.in_(locked)).order_by(e.id).with_for_update()
-            ).tuples()
+            ).all()
         )
     ch = EntitlementChannel
     own: dict[int, dict[str, tuple[int, int]]] = {}
@@ -442,7 +442,7 @@ def set_allocation(
     by the same amount, never below zero, and the ledger says so. Returns the remaining after."""
     if allocation < 0:
         raise ValueError(f"an allocation is zero or more, not {allocation}")
-    ent = session.get(Entitlement, entitlement_id, with_for_update=True)
+    ent = session.get(Entitlement, entitlement_id, with_for_update=True, populate_existing=True)
     if channel is None:
         old, before = ent.allocation, ent.remaining
         ent.allocation, ent.remaining = allocation, max(0, ent.remaining + allocation - old)
