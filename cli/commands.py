@@ -225,6 +225,39 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_set_case(args: argparse.Namespace) -> int:
+    """Set a case's entitlement options: "do not decrement" gives back a term it holds (ledgered)."""
+    from models import Case, Entitlement
+    from tasks.entitlement_terms import set_do_not_decrement
+
+    with unit_of_work() as session:
+        case = session.scalars(select(Case).where(Case.ticket_number == args.ticket)).one_or_none()
+        if case is None:
+            print(f"no case {args.ticket}", file=sys.stderr)
+            return 1
+        changed = False
+        if args.do_not_decrement is not None:
+            changed = set_do_not_decrement(session=session, case=case, do_not_decrement=args.do_not_decrement)
+        session.flush()
+        remaining = (
+            session.scalar(select(Entitlement.remaining).where(Entitlement.id == case.entitlement_id))
+            if case.entitlement_id
+            else None
+        )
+        result = {
+            "ticket": case.ticket_number,
+            "do_not_decrement": case.entitlement_do_not_decrement,
+            "changed": changed,
+            "entitlement_remaining": remaining,
+        }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        state = "do not decrement" if result["do_not_decrement"] else "decrement"
+        print(f"{args.ticket}: {state}{'' if changed else ' (unchanged)'}; entitlement remaining {remaining}")
+    return 0
+
+
 def cmd_entitlements(args: argparse.Namespace) -> int:
     """An account's entitlements: remaining terms overall and per channel, and the ledger of changes."""
     from tasks.entitlements import UnknownAccount, entitlement_report
@@ -456,6 +489,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--close-activities", action="store_true", help="close the case's open activities first")
     p.add_argument("--json", action="store_true", help='print {"ticket", "status", "entitlement_remaining"}')
     p.set_defaults(func=cmd_resolve)
+    p = sub.add_parser("set-case", help="set a case's entitlement options")
+    p.add_argument("ticket")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--do-not-decrement",
+        dest="do_not_decrement",
+        action="store_true",
+        default=None,
+        help="the case uses no entitlement term (a term it holds is given back)",
+    )
+    g.add_argument(
+        "--decrement",
+        dest="do_not_decrement",
+        action="store_false",
+        help="the case uses a term again, when its status calls for one",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"ticket", "do_not_decrement", "changed", "entitlement_remaining"}',
+    )
+    p.set_defaults(func=cmd_set_case)
     p = sub.add_parser("entitlements", help="an account's entitlements, remaining terms and ledger")
     p.add_argument("account", help="the account number, e.g. ACC-00001")
     p.add_argument("--json", action="store_true", help="print the entitlements with remaining and ledger")

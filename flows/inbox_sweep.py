@@ -84,13 +84,22 @@ def announce_unannounced(min_age_seconds: int, limit: int = 10_000) -> int:
     return len(rows)
 
 
+@task(cache_policy=NO_CACHE)
+def refresh_entitlements() -> dict[str, int]:
+    """Entitlements follow their dates: waiting → active on the start date, active → expired after the end."""
+    from tasks.entitlement_terms import refresh_entitlement_states
+
+    with unit_of_work() as session:
+        return refresh_entitlement_states(session=session, on=utcnow().date())
+
+
 @flow(name="inbox-sweep")
 def inbox_sweep(
     max_attempts: int = 5,
     retry_after_seconds: int = 60,
     announce_after_seconds: int = 5,
 ) -> dict:
-    """Announce what was never announced, drain every kind of pending inbox row, retry early callbacks,
+    """Bring entitlement states up to date, announce what was never announced, drain every kind of pending inbox row, retry early callbacks,
     then the outbox: dead senders' leases released, unknown outcomes settled, queued messages sent.
 
     Args:
@@ -98,6 +107,9 @@ def inbox_sweep(
         max_attempts: Times a callback that arrived before its message is retried.
         retry_after_seconds: How long a failed callback waits before it is retried.
     """
+    # Here, not in a daily flow: a one-at-a-time minute run keeps states within a minute of the (UTC)
+    # date change, for two small set-based updates; case creation checks the dates itself anyway.
+    entitlements = refresh_entitlements()
     announced = announce_unannounced(announce_after_seconds)
     retried = retry_early_callbacks(max_attempts, retry_after_seconds)
     pending = pending_by_kind()
@@ -112,6 +124,7 @@ def inbox_sweep(
         "announced": announced,
         "retried": retried,
         "ran": len(ran),
+        "entitlement_states_changed": sum(entitlements.values()),
         **{f"messages_{k}": v for k, v in sent.items()},
     }
     get_run_logger().info("inbox sweep: %s; ran %s", figures, ran or "nothing")

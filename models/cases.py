@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, text
+from sqlalchemy import ForeignKey, Index, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, str_enum, utcnow
@@ -44,6 +44,8 @@ class Case(Base):
     queue_id: Mapped[int | None] = mapped_column(ForeignKey("queue.id"))
     owner_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agent.id"))
     entitlement_id: Mapped[int | None] = mapped_column(ForeignKey("entitlement.id"))
+    # Set by an operator: this case uses no term of its entitlement (a goodwill case, a duplicate…).
+    entitlement_do_not_decrement: Mapped[bool] = mapped_column(default=False, server_default=false())
     # Fault bookkeeping for IoT cases: how often the fault recurred and how often within the window.
     fault_occurrences: Mapped[int] = mapped_column(default=0)
     fault_frequency: Mapped[int | None]

@@ -45,9 +45,17 @@ class ActivityType(enum.StrEnum):
 
 class EntitlementState(enum.StrEnum):
     DRAFT = "draft"
+    WAITING = "waiting"  # its start date is still to come
     ACTIVE = "active"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
+
+
+class DecreaseRemainingOn(enum.StrEnum):
+    """When a case uses one term of its entitlement (Dynamics' "decrease remaining on")."""
+
+    CASE_CREATION = "case_creation"
+    CASE_RESOLUTION = "case_resolution"
 
 
 class KpiState(enum.StrEnum):

@@ -9,11 +9,14 @@ from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, str_enum, utcnow
-from models.enums import EntitlementState, KpiState, Tier
+from models.enums import Channel, DecreaseRemainingOn, EntitlementState, KpiState, Tier
 
 
 class Entitlement(Base):
-    """A contract granting a number of cases over a period on given channels."""
+    """A contract granting a number of cases over a period on given channels.
+
+    `remaining` is the total left; a channel with its own allocation (EntitlementChannel) also counts down
+    its own. Every change of either is explained by a row of EntitlementLedger."""
 
     __tablename__ = "entitlement"
     _repr_label = "name"
@@ -30,14 +33,52 @@ class Entitlement(Base):
     channels: Mapped[list[str]] = mapped_column(default=list)  # Channel values; empty = every channel
     product_ids: Mapped[list[str]] = mapped_column(default=list)  # product SKUs; empty = every product
     restrict_case_creation: Mapped[bool] = mapped_column(default=False)
+    decrease_remaining_on: Mapped[DecreaseRemainingOn] = mapped_column(
+        str_enum(DecreaseRemainingOn, "decrease_remaining_on"),
+        default=DecreaseRemainingOn.CASE_RESOLUTION,
+        server_default=DecreaseRemainingOn.CASE_RESOLUTION.value,
+    )
     state: Mapped[EntitlementState] = mapped_column(
         str_enum(EntitlementState, "entitlement_state"), default=EntitlementState.ACTIVE
     )
     sla_id: Mapped[int | None] = mapped_column(ForeignKey("sla.id"))
 
 
+class EntitlementChannel(Base):
+    """A channel with its own allocation: a case on it uses a term of this and of the entitlement's total.
+    Covered channels without a row share the total."""
+
+    __tablename__ = "entitlement_channel"
+    __table_args__ = (UniqueConstraint("entitlement_id", "channel"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entitlement_id: Mapped[int] = mapped_column(ForeignKey("entitlement.id", ondelete="CASCADE"))
+    channel: Mapped[Channel] = mapped_column(str_enum(Channel, "entitlement_channel"))
+    allocation: Mapped[int]
+    remaining: Mapped[int]
+
+
+class EntitlementLedger(Base):
+    """One change of an entitlement's remaining terms and why: a case used or gave back a term, no term
+    was left, the state or the allocation changed. `remaining_after` is the total left after it."""
+
+    __tablename__ = "entitlement_ledger"
+    __table_args__ = (Index("ix_entitlement_ledger_entitlement", "entitlement_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entitlement_id: Mapped[int] = mapped_column(ForeignKey("entitlement.id", ondelete="CASCADE"))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("support_case.id", ondelete="SET NULL"))
+    channel: Mapped[str | None] = mapped_column(String(32))  # set when the channel's own allocation moved
+    change: Mapped[int]
+    remaining_after: Mapped[int]
+    channel_remaining_after: Mapped[int | None]
+    reason: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class EntitlementUse(Base):
-    """One term of an entitlement used by a case's resolution; `returned_at` when the case reopened.
+    """One term of an entitlement held by a case (from its creation or resolution, as the entitlement
+    says); `returned_at` when the case gave it back. `channel`: the channel whose own allocation it took.
 
     At most one open use per case (a partial unique index): however often a resolution is repeated or
     raced by two workers, a case holds one term at a time."""
@@ -59,6 +100,7 @@ class EntitlementUse(Base):
     used_at: Mapped[datetime] = mapped_column(default=utcnow)
     returned_at: Mapped[datetime | None]
     status_change_id: Mapped[int | None]
+    channel: Mapped[str | None] = mapped_column(String(32))
 
 
 class Queue(Base):

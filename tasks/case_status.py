@@ -8,10 +8,10 @@ from datetime import datetime
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import ValidationError
-from sqlalchemy import delete, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from carepath.db import dialect_insert, unit_of_work
+from carepath.db import unit_of_work
 from carepath.messages import render_status_email
 from carepath.rules.delivery import should_notify
 from carepath.rules.messaging import email_block_reason
@@ -23,12 +23,15 @@ from models import (
     CaseStatusChange,
     Consent,
     Contact,
-    Entitlement,
-    EntitlementUse,
     MessageChannel,
     ResolutionActivity,
 )
 from models.base import utcnow
+from tasks.entitlement_terms import (  # noqa: F401 — use_/return_entitlement: status changes' API
+    follow_status_change,
+    return_entitlement,
+    use_entitlement,
+)
 from tasks.inbox import claim_pending, mark_failed, mark_processed, store_events
 from tasks.messaging import idempotency_key, insert_messages, outbox_row
 
@@ -54,8 +57,9 @@ def change_case_status(
     """Move a case to a status, keep the change in its history and (with `emit`) put a
     `case_status` event in the inbox in the same transaction, so the journey hears of every change.
 
-    Resolving uses one term of the case's entitlement (15 → 14); reopening or cancelling a resolved case
-    gives it back. The same status again is no transition: a new reason is kept in the history, and
+    The case's entitlement term follows the status (tasks/entitlement_terms.py): resolving uses one
+    (15 → 14) and reopening or cancelling gives it back, or — for an entitlement that decreases on
+    creation — cancelling gives back the term creation took and reactivating takes it again. The same status again is no transition: a new reason is kept in the history, and
     nothing else happens (no entitlement use, no event, no email). Returns the transition, or None.
     """
     # Lock the case first: two workers applying the same change serialise here, and the second sees
@@ -76,12 +80,13 @@ def change_case_status(
     session.flush()
     if to_status is CaseStatus.RESOLVED:
         case.resolved_at = when
-        use_entitlement(session=session, case=case, change_id=change.id)
         if resolution is not None or time_spent_minutes is not None:
             _record_resolution(session, case, resolution, time_spent_minutes)
     elif from_status is CaseStatus.RESOLVED:
         case.resolved_at = None
-        return_entitlement(session=session, case_id=case.id)
+    follow_status_change(
+        session=session, case=case, from_status=from_status, to_status=to_status, change_id=change.id
+    )
     _sla_status_change(session, case, to_status, reason, when)
     if emit:
         store_events(
@@ -146,53 +151,6 @@ def announce_status_change(inbox_id: int) -> bool:
 def status_change_event_id(change_id: int) -> str:
     """The inbox event id under which a status change made in Carepath is announced."""
     return f"case-status-change-{change_id}"
-
-
-def use_entitlement(*, session: Session, case: Case, change_id: int | None) -> bool:
-    """Take one term of the case's entitlement for its resolution, at most once while it stays resolved.
-
-    The ledger row comes first: its partial unique index (one open use per case) makes a repeated or
-    raced resolution insert nothing, so `remaining` moves once. True when a term was taken."""
-    if case.entitlement_id is None:
-        return False
-    use = EntitlementUse.__table__
-    inserted = session.execute(
-        dialect_insert(session, use)
-        .values(
-            entitlement_id=case.entitlement_id, case_id=case.id, used_at=utcnow(), status_change_id=change_id
-        )
-        .on_conflict_do_nothing(index_elements=["case_id"], index_where=use.c.returned_at.is_(None))
-        .returning(use.c.id)
-    ).scalar()
-    if inserted is None:
-        return False
-    t = Entitlement.__table__
-    took = session.execute(
-        update(t).where(t.c.id == case.entitlement_id, t.c.remaining > 0).values(remaining=t.c.remaining - 1)
-    ).rowcount
-    if not took:  # none left: resolving is allowed, but no term was used
-        session.execute(delete(use).where(use.c.id == inserted))
-    return bool(took)
-
-
-def return_entitlement(*, session: Session, case_id: int) -> bool:
-    """Give back the term a resolved case holds (it was reopened or cancelled). True when one was."""
-    use = EntitlementUse.__table__
-    entitlement_id = session.execute(
-        update(use)
-        .where(use.c.case_id == case_id, use.c.returned_at.is_(None))
-        .values(returned_at=utcnow())
-        .returning(use.c.entitlement_id)
-    ).scalar()
-    if entitlement_id is None:
-        return False
-    t = Entitlement.__table__
-    session.execute(
-        update(t)
-        .where(t.c.id == entitlement_id, t.c.remaining < t.c.allocation)
-        .values(remaining=t.c.remaining + 1)
-    )
-    return True
 
 
 def _record_resolution(session: Session, case: Case, resolution: str | None, minutes: int | None) -> None:

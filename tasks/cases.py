@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 
-from sqlalchemy import bindparam, case, or_, select, text, update
+from sqlalchemy import bindparam, case, select, text, update
 from sqlalchemy.orm import Session
 
 from carepath.bulk import bulk_insert, in_list, pg_array_literal
 from carepath.db import is_postgres
-from carepath.rules.entitlements import EntitlementTerms, choose_entitlement
 from carepath.rules.faults import DevicePlan, case_title
 from carepath.rules.tickets import new_ticket_number, new_tracking_token
-from models import Case, CaseStatus, CaseStatusChange, Channel, Entitlement, EntitlementState, Priority
+from models import Case, CaseStatus, CaseStatusChange, Channel, Priority
 from models.base import utcnow
 from tasks.device_cases import DeviceOwner, OpenedCase
+from tasks.entitlement_terms import decide_new_cases, record_new_case_terms
 
 
 @dataclass(frozen=True)
@@ -73,58 +73,30 @@ def find_open_cases(*, session: Session, device_ids: Iterable[str]) -> dict[str,
     return {k: v for k, v in session.connection().execute(stmt).tuples()}
 
 
-def load_entitlement_terms(
-    *, session: Session, account_ids: set[int], contact_ids: set[int], on: date
-) -> tuple[dict[int, list[EntitlementTerms]], dict[int, list[EntitlementTerms]]]:
-    """Active entitlements in force on `on`, by account and by contact."""
-    by_account: dict[int, list[EntitlementTerms]] = {}
-    by_contact: dict[int, list[EntitlementTerms]] = {}
-    if not account_ids and not contact_ids:
-        return by_account, by_contact
-    e = Entitlement
-    stmt = select(
-        e.id, e.account_id, e.contact_id, e.starts_on, e.ends_on, e.remaining, e.channels, e.product_ids
-    ).where(
-        e.state == EntitlementState.ACTIVE,
-        e.starts_on <= on,
-        e.ends_on >= on,
-        or_(in_list(e.account_id, account_ids, session), in_list(e.contact_id, contact_ids, session)),
-    )
-    rows = session.connection().execute(stmt).tuples()
-    for id_, account_id, contact_id, starts_on, ends_on, remaining, channels, products in rows:
-        terms = EntitlementTerms(id_, starts_on, ends_on, remaining, tuple(channels), tuple(products))
-        if account_id is not None:
-            by_account.setdefault(account_id, []).append(terms)
-        if contact_id is not None:
-            by_contact.setdefault(contact_id, []).append(terms)
-    return by_account, by_contact
-
-
 def open_iot_cases(
     *, session: Session, cases: list[NewIotCase], journey: str
-) -> tuple[dict[str, OpenedCase], dict[str, int]]:
-    """Insert critical-priority IoT cases with their first status-history row.
+) -> tuple[dict[str, OpenedCase], dict[str, int], dict[str, str]]:
+    """Insert critical-priority IoT cases with their first status-history row and their entitlement terms.
 
-    Returns the cases opened, by device, and the devices whose open case another worker created first
-    (their faults attach to that case instead: the partial unique index makes the race harmless).
+    Returns the cases opened, by device; the devices whose open case another worker created first
+    (their faults attach to that case instead: the partial unique index makes the race harmless); and
+    the devices whose case a spent entitlement refused, with the reason (no case is opened for them).
     """
     if not cases:
-        return {}, {}
+        return {}, {}, {}
     now = utcnow()
-    today = now.date()
-    by_account, by_contact = load_entitlement_terms(
+    # Decide and insert in device order: concurrent drains then wait on each other instead of deadlocking.
+    cases = sorted(cases, key=lambda c: c.device_id)
+    in_force, decided = decide_new_cases(
         session=session,
-        account_ids={c.account_id for c in cases if c.account_id is not None},
-        contact_ids={c.contact_id for c in cases},
-        on=today,
+        cases=[(c.device_id, Channel.IOT.value, c.product_sku, c.account_id, c.contact_id) for c in cases],
+        on=now.date(),
     )
+    refused = {d: t.refusal for d, t in decided.items() if t.refusal is not None}
     rows = []
-    # Insert in device order: concurrent drains then wait on each other instead of deadlocking.
-    for c in sorted(cases, key=lambda c: c.device_id):
-        candidates = by_account.get(c.account_id, []) + by_contact.get(c.contact_id, [])
-        chosen = choose_entitlement(
-            candidates, channel=Channel.IOT.value, product_sku=c.product_sku, on=today
-        )
+    for c in cases:
+        if c.device_id in refused:
+            continue
         rows.append(
             {
                 "ticket_number": new_ticket_number(),
@@ -140,7 +112,7 @@ def open_iot_cases(
                 "origin": Channel.IOT,
                 "status": CaseStatus.ACTIVE,
                 "status_reason": "in_progress",
-                "entitlement_id": chosen.id if chosen else None,
+                "entitlement_id": decided[c.device_id].entitlement_id,
                 "fault_occurrences": c.occurrences,
                 "fault_frequency": c.frequency,
                 "first_fault_at": c.first_fault_at,
@@ -168,7 +140,13 @@ def open_iot_cases(
             returning=["id", "device_id", "ticket_number", "tracking_token"],
         )
     }
-    raced = find_open_cases(session=session, device_ids=by_device.keys() - opened.keys())
+    raced = find_open_cases(session=session, device_ids=by_device.keys() - opened.keys() - refused.keys())
+    record_new_case_terms(
+        session=session,
+        opened=[(opened[d].id, Channel.IOT.value, decided[d]) for d in sorted(opened)],
+        in_force=in_force,
+        at=now,
+    )
     record_status_changes(
         session=session,
         changes=[
@@ -183,7 +161,7 @@ def open_iot_cases(
         ],
         source=journey,
     )
-    return opened, raced
+    return opened, raced, refused
 
 
 def attach_faults_to_open_cases(

@@ -30,7 +30,6 @@ from carepath.rules.email_to_case import (
     thread_decision,
     ticket_in_subject,
 )
-from carepath.rules.entitlements import EntitlementTerms, choose_entitlement
 from carepath.rules.tickets import new_ticket_number, new_tracking_token
 from carepath.settings import PROJECT_ROOT, Settings
 from models import (
@@ -42,14 +41,13 @@ from models import (
     CaseStatusChange,
     Channel,
     Contact,
-    Entitlement,
-    EntitlementState,
     Message,
     MessageChannel,
     Priority,
     Queue,
 )
 from models.base import utcnow
+from tasks.entitlement_terms import decide_new_cases, record_new_case_terms
 from tasks.messaging import queue_contact_email
 from tasks.routing import route_case
 from tasks.sla import start_kpis
@@ -249,9 +247,17 @@ def _open_case(
                 f"{sender} is not a known contact and {mailbox.address} takes known senders only"
             )
         contact = _new_contact(session, sender)
-    entitlement = _entitlement_for(session, contact, now)
-    if entitlement is None:
-        _refuse_if_restricted(session, contact, now)
+    # The entitlement, and whether a spent one restricting case creation refuses the case (the error
+    # names the entitlement, the channel and what remains).
+    in_force, decided = decide_new_cases(
+        session=session,
+        cases=[(sender, Channel.EMAIL.value, None, contact.account_id, contact.id)],
+        on=now.date(),
+    )
+    terms = decided[sender]
+    if terms.refusal is not None:
+        raise EmailRefused(terms.refusal)
+    entitlement = terms.entitlement_id
     if mailbox.require_entitlement and entitlement is None:
         raise EmailRefused(
             f"{mailbox.address} requires an entitlement covering email: none is active for {sender}"
@@ -273,6 +279,9 @@ def _open_case(
     )
     session.add(case)
     session.flush()
+    record_new_case_terms(
+        session=session, opened=[(case.id, Channel.EMAIL.value, terms)], in_force=in_force, at=now
+    )
     session.add(
         CaseStatusChange(
             case_id=case.id, to_status=CaseStatus.ACTIVE, source=f"email:{mailbox.address}", changed_at=now
@@ -304,40 +313,6 @@ def _new_contact(session: Session, address: str) -> Contact:
     session.add(contact)
     session.flush()
     return contact
-
-
-def _entitlement_for(session: Session, contact: Contact, now: datetime) -> int | None:
-    e = Entitlement
-    rows = session.execute(
-        select(e.id, e.starts_on, e.ends_on, e.remaining, e.channels, e.product_ids).where(
-            e.state == EntitlementState.ACTIVE,
-            (e.account_id == contact.account_id) | (e.contact_id == contact.id),
-        )
-    ).all()
-    terms = [EntitlementTerms(r[0], r[1], r[2], r[3], tuple(r[4] or ()), tuple(r[5] or ())) for r in rows]
-    chosen = choose_entitlement(terms, channel=Channel.EMAIL.value, product_sku=None, on=now.date())
-    return chosen.id if chosen else None
-
-
-def _refuse_if_restricted(session: Session, contact: Contact, now: datetime) -> None:
-    """An entitlement that covers email, is in force, has no terms left and restricts case creation refuses
-    the case, saying which entitlement, which channel and what remains (Dynamics' "restrict case creation")."""
-    e = Entitlement
-    spent = session.execute(
-        select(e.name, e.remaining, e.allocation).where(
-            e.state == EntitlementState.ACTIVE,
-            e.restrict_case_creation.is_(True),
-            e.remaining <= 0,
-            e.starts_on <= now.date(),
-            e.ends_on >= now.date(),
-            (e.account_id == contact.account_id) | (e.contact_id == contact.id),
-        )
-    ).all()
-    for name, remaining, allocation in spent:
-        raise EmailRefused(
-            f"entitlement «{name}» covers the email channel but has {remaining} of {allocation} cases left "
-            "and restricts case creation"
-        )
 
 
 def _acknowledge(session: Session, case: Case, settings: Settings, now: datetime) -> int | None:

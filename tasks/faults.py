@@ -259,11 +259,19 @@ def drain_fault_batch(
 
     to_open = [p for p in plans if p.opens_case]
     owners = load_device_owners(session=session, device_ids={p.device_id for p in to_open})
-    opened, raced = open_iot_cases(
+    opened, raced, refused = open_iot_cases(
         session=session,
         cases=[NewIotCase.from_plan(p, owners[p.device_id]) for p in to_open],
         journey=JOURNEY,
     )
+    if refused:  # a spent entitlement restricts case creation: the faults wait in the inbox, reason given
+        for p in plans:
+            if p.device_id in refused:
+                errors.update(
+                    (d.fault.ref, f"no case opened: {refused[p.device_id]} (replay once terms are added)")
+                    for d in p.decisions
+                )
+        plans = [p for p in plans if p.device_id not in refused]
     route_and_assign(session=session, case_ids=[c.id for c in opened.values()])
     open_cases.update(raced)  # another worker opened these first: attach instead
     attached = [p for p in plans if p.attached and p.device_id not in opened]

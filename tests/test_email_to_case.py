@@ -434,5 +434,8 @@ def test_an_entitlement_at_zero_restricts_case_creation_only_when_it_says_so(
         assert code == 0
         out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert out["case_created"] is True
-        assert session.scalar(select(Case.entitlement_id)) is None  # no term to use
+        # The case opens on the spent entitlement; it uses no term, and nothing goes below zero.
+        assert session.scalar(select(Case.entitlement_id)) == ent.id
+        session.refresh(ent)
+        assert ent.remaining == 0
         session.commit()

@@ -19,6 +19,7 @@ from models import (
     Contact,
     Device,
     Entitlement,
+    EntitlementChannel,
     MessageChannel,
     Priority,
     Product,
@@ -97,19 +98,29 @@ def make_product(session: Session, *, sku: str = "THERMO-X", name: str = "Thermo
 
 
 def make_entitlement(
-    session: Session, *, account: Account, allocation: int = 15, channels: list[str] | None = None
+    session: Session,
+    *,
+    account: Account,
+    allocation: int = 15,
+    channels: list[str] | None = None,
+    channel_allocations: dict[str, int] | None = None,
+    **fields: Any,
 ) -> Entitlement:
+    """An entitlement for the current year; `channel_allocations` gives channels their own allocation,
+    `fields` sets any other column (decrease_remaining_on, restrict_case_creation, state, dates…)."""
     year = datetime.now(UTC).year
     ent = Entitlement(
-        name=f"Support {account.name}",
+        name=fields.pop("name", f"Support {account.name}"),
         account_id=account.id,
-        starts_on=date(year, 1, 1),
-        ends_on=date(year, 12, 31),
         allocation=allocation,
         remaining=allocation,
         channels=channels if channels is not None else ["iot", "email", "phone"],
+        **{"starts_on": date(year, 1, 1), "ends_on": date(year, 12, 31), **fields},
     )
     session.add(ent)
+    session.flush()
+    for channel, n in (channel_allocations or {}).items():
+        session.add(EntitlementChannel(entitlement_id=ent.id, channel=channel, allocation=n, remaining=n))
     session.flush()
     return ent
 
