@@ -8,7 +8,8 @@ from sqlalchemy import create_engine, make_url, text
 
 from carepath.rules.messaging import is_e164
 
-BENCH_DB = "carepath_bench"
+# CAREPATH_BENCH_DB: another name, so two checkouts can run `make bench` on one server at once.
+BENCH_DB = os.environ.get("CAREPATH_BENCH_DB", "carepath_bench")
 # The PostgreSQL server the benchmarks use (the Makefile's PG_URL, else the local one).
 DEFAULT_PG_URL = os.environ.get("PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 
