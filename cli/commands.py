@@ -221,7 +221,7 @@ def cmd_resolve(args: argparse.Namespace) -> int:
         state = "resolved" if resolved.changed else "already resolved: nothing changed"
         print(f"{resolved.ticket}: {state}; entitlement remaining {resolved.entitlement_remaining}")
         for name in resolved.closed_activities:
-            print(f"  closed {name}")
+            print(f"  cancelled {name}")
     return 0
 
 
