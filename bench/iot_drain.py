@@ -114,7 +114,7 @@ def drain_round(args: argparse.Namespace, url: str) -> tuple[float, float, Drain
 def drain_rounds(args: argparse.Namespace, url: str) -> float:
     """Drain a fresh backlog `args.rounds` times, printing each round; returns the median faults/s."""
     from carepath import db
-    from models import Case, DeviceFault, InboxEvent, InboxState, Message, MessageStatus
+    from models import Case, DeviceFault, InboxEvent, InboxState, KpiInstance, Message, MessageStatus
 
     rates = []
     for round_no in range(1, args.rounds + 1):
@@ -131,6 +131,7 @@ def drain_rounds(args: argparse.Namespace, url: str) -> float:
                 select(func.count()).select_from(Message).where(Message.status == MessageStatus.QUEUED)
             )
             attached = s.scalar(select(func.sum(Case.fault_occurrences)))
+            kpis = s.scalar(select(func.count()).select_from(KpiInstance))
         print(
             f"drain round {round_no}: {total.claimed:,} faults in {drain_s:.2f} s = {rate:,.0f} faults/s "
             f"(batch {args.batch_size:,}, {args.workers} worker(s); worker start-up {startup_s:.1f} s not counted)"
@@ -138,7 +139,7 @@ def drain_rounds(args: argparse.Namespace, url: str) -> float:
         print(
             f"  → {cases:,} cases, {attached:,} critical faults attached, {faults:,} faults recorded, "
             f"{queued:,} SMS queued ({total.sms_queued / drain_s:,.0f} messages/s), "
-            f"{total.sms_blocked:,} blocked; {pending} left pending"
+            f"{total.sms_blocked:,} blocked, {kpis:,} SLA KPI instances started; {pending} left pending"
         )
     median = statistics.median(rates)
     print(

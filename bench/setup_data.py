@@ -8,7 +8,8 @@ from sqlalchemy import create_engine, make_url, text
 
 from carepath.rules.messaging import is_e164
 
-BENCH_DB = "carepath_bench"
+# CAREPATH_BENCH_DB: another name, so two checkouts can run `make bench` on one server at once.
+BENCH_DB = os.environ.get("CAREPATH_BENCH_DB", "carepath_bench")
 # The PostgreSQL server the benchmarks use (the Makefile's PG_URL, else the local one).
 DEFAULT_PG_URL = os.environ.get("PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 
@@ -76,6 +77,28 @@ def generate_organisation(url: str, *, devices: int) -> None:
                    (date_trunc('year', now()) + interval '1 year - 1 day')::date, 15, 15,
                    '["iot","email","phone"]'::jsonb, '[]'::jsonb, false, 'active'
             FROM account WHERE tier = 'gold'""")
+        )
+        # The demo's SLAs, so the drain starts every case's KPIs as it does in production: gold around the
+        # clock, silver and standard in EU office hours with Greece's public holidays.
+        conn.execute(
+            text("""
+            INSERT INTO business_calendar (id, name, timezone, country, hours) VALUES
+            (1, 'EU office hours', 'Europe/Athens', 'GR',
+             '{"mon": ["08:00", "18:00"], "tue": ["08:00", "18:00"], "wed": ["08:00", "18:00"],
+               "thu": ["08:00", "18:00"], "fri": ["08:00", "18:00"]}'::jsonb)""")
+        )
+        conn.execute(
+            text("""
+            INSERT INTO sla (id, name, applies_to_tier, calendar_id, pause_on_hold) VALUES
+            (1, 'Gold SLA', 'gold', NULL, true), (2, 'Silver SLA', 'silver', 1, true),
+            (3, 'Standard SLA', 'standard', 1, true)""")
+        )
+        conn.execute(
+            text("""
+            INSERT INTO sla_kpi (sla_id, kpi, minutes, warn_after_minutes) VALUES
+            (1, 'first_response', 15, 10), (1, 'resolve_by', 480, 360),
+            (2, 'first_response', 60, 45), (2, 'resolve_by', 1440, 1200),
+            (3, 'first_response', 240, 180), (3, 'resolve_by', 4320, 3600)""")
         )
         # What the ORM does when it writes a contact: check the phone once (see models.customers).
         rows = conn.execute(text("SELECT id, phone FROM contact WHERE phone IS NOT NULL")).all()

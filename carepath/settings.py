@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     )
     sla_escalation_email: str = Field(
         default="support-lead@carepath.example",
-        description="Who gets SLA warnings and failures besides the case's owner (the queues' manager).",
+        description="Who is told of SLA failures (and of warnings on unassigned cases) when the case's queue has no manager.",
     )
     reports_dir: str = Field(default=str(PROJECT_ROOT / "out"), description="Where report CSVs are written.")
 

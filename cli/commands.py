@@ -221,7 +221,7 @@ def cmd_resolve(args: argparse.Namespace) -> int:
         state = "resolved" if resolved.changed else "already resolved: nothing changed"
         print(f"{resolved.ticket}: {state}; entitlement remaining {resolved.entitlement_remaining}")
         for name in resolved.closed_activities:
-            print(f"  closed {name}")
+            print(f"  cancelled {name}")
     return 0
 
 
@@ -534,6 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("article_id", type=int)
     q.add_argument("--json", action="store_true", help="print the outcome")
     q.set_defaults(func=cmd_kb)
+    from cli.activities import register as register_activity_commands
+
+    register_activity_commands(sub)
     p = sub.add_parser("replay", help="put failed inbox events back to pending")
     p.add_argument("--source", default="iot")
     p.add_argument("--kind", default=None)

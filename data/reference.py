@@ -74,6 +74,9 @@ def seed_reference(session: Session, *, today: date) -> Reference:
     }
     session.add_all([*products.values(), *queues.values(), *agents, *calendars.values(), *rule_sets.values()])
     session.flush()
+    agent_ids = {a.email: a.id for a in agents}
+    for q in org["queues"]:  # the manager is told when a case in the queue breaches its SLA
+        queues[q["name"]].manager_agent_id = agent_ids[q["manager"]] if q.get("manager") else None
 
     slas = {
         s["name"]: Sla(

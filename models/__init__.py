@@ -5,6 +5,8 @@ from models.cases import Activity, Case, CaseStatusChange, ResolutionActivity
 from models.catalog import Device, DeviceFault, Product
 from models.customers import Account, Consent, Contact, Lead
 from models.enums import (
+    ActivityDirection,
+    ActivityState,
     ActivityType,
     CaseStatus,
     Channel,
@@ -44,6 +46,8 @@ from models.service import (
 __all__ = [
     "Account",
     "Activity",
+    "ActivityDirection",
+    "ActivityState",
     "ActivityType",
     "Agent",
     "Base",

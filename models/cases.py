@@ -8,7 +8,7 @@ from sqlalchemy import ForeignKey, Index, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, str_enum, utcnow
-from models.enums import ActivityType, CaseStatus, Channel, Priority
+from models.enums import ActivityDirection, ActivityState, ActivityType, CaseStatus, Channel, Priority
 
 
 class Case(Base):
@@ -83,7 +83,8 @@ class CaseStatusChange(Base):
 
 
 class Activity(Base):
-    """Email, phone call, task, SMS or note regarding a case."""
+    """Email, phone call, task, SMS or note regarding a case: open, completed or cancelled; inbound or outbound;
+    done by an agent or automatically (an acknowledgement, a journey's notification)."""
 
     __tablename__ = "activity"
 
@@ -92,12 +93,20 @@ class Activity(Base):
     type: Mapped[ActivityType] = mapped_column(str_enum(ActivityType, "activity_type"))
     subject: Mapped[str] = mapped_column(String(300))
     body: Mapped[str | None] = mapped_column(Text)
-    is_open: Mapped[bool] = mapped_column(default=True)
+    state: Mapped[ActivityState] = mapped_column(
+        str_enum(ActivityState, "activity_state"), default=ActivityState.OPEN, server_default="open"
+    )
+    direction: Mapped[ActivityDirection | None] = mapped_column(
+        str_enum(ActivityDirection, "activity_direction")
+    )
+    due_at: Mapped[datetime | None]
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agent.id"))
+    automatic: Mapped[bool] = mapped_column(default=False, server_default=false())
     message_id: Mapped[int | None] = mapped_column(ForeignKey("message.id"))
     # An inbound email's Message-ID: replies name it in In-Reply-To/References; a re-delivery is recognised.
     rfc_message_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    closed_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]  # completed or cancelled
 
 
 class ResolutionActivity(Base):

@@ -43,6 +43,19 @@ class ActivityType(enum.StrEnum):
     NOTE = "note"
 
 
+class ActivityState(enum.StrEnum):
+    """Dynamics' activity states: open, completed, or cancelled (closed without being done)."""
+
+    OPEN = "open"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class ActivityDirection(enum.StrEnum):
+    INBOUND = "inbound"  # from the customer
+    OUTBOUND = "outbound"  # to the customer
+
+
 class EntitlementState(enum.StrEnum):
     DRAFT = "draft"
     WAITING = "waiting"  # its start date is still to come

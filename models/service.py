@@ -110,6 +110,8 @@ class Queue(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     description: Mapped[str | None] = mapped_column(String(300))
+    # Told when a case in this queue breaches an SLA (none: the CAREPATH_SLA_ESCALATION_EMAIL address).
+    manager_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agent.id"))
 
 
 class QueueItem(Base):

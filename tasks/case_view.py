@@ -23,7 +23,7 @@ def case_summary(*, session: Session, case: Case) -> dict:
         .order_by(KpiInstance.due_at)
     ).all()
     activities = session.execute(
-        select(Activity.type, Activity.is_open, Activity.subject, Activity.created_at)
+        select(Activity.type, Activity.state, Activity.subject, Activity.created_at, Activity.due_at)
         .where(Activity.case_id == case.id)
         .order_by(Activity.created_at, Activity.id)
     ).all()
@@ -49,9 +49,10 @@ def case_summary(*, session: Session, case: Case) -> dict:
         "activities": [
             {
                 "type": a.type.value,
-                "state": "open" if a.is_open else "closed",
+                "state": a.state.value,
                 "subject": a.subject,
                 "at": a.created_at.isoformat(),
+                "due": a.due_at.isoformat() if a.due_at else None,
             }
             for a in activities
         ],

@@ -35,6 +35,8 @@ from carepath.settings import PROJECT_ROOT, Settings
 from models import (
     Account,
     Activity,
+    ActivityDirection,
+    ActivityState,
     ActivityType,
     Case,
     CaseStatus,
@@ -218,7 +220,8 @@ def ingest_email(
         type=ActivityType.EMAIL,
         subject=subject,
         body=body[:20_000],
-        is_open=False,
+        state=ActivityState.COMPLETED,
+        direction=ActivityDirection.INBOUND,
         closed_at=now,
         created_at=now,
         rfc_message_id=event_id,

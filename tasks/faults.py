@@ -30,6 +30,7 @@ from tasks.fault_claims import claim_faults
 from tasks.inbox import mark_failed
 from tasks.messaging import queue_fault_sms
 from tasks.routing import route_and_assign
+from tasks.sla import start_kpis_for_cases
 
 JOURNEY = "iot_fault_journey"
 
@@ -273,6 +274,7 @@ def drain_fault_batch(
                 )
         plans = [p for p in plans if p.device_id not in refused]
     route_and_assign(session=session, case_ids=[c.id for c in opened.values()])
+    start_kpis_for_cases(session=session, case_ids=[c.id for c in opened.values()])
     open_cases.update(raced)  # another worker opened these first: attach instead
     attached = [p for p in plans if p.attached and p.device_id not in opened]
     attach_faults_to_open_cases(session=session, plans=attached, case_ids=open_cases)

@@ -12,6 +12,8 @@ from carepath.db import is_postgres
 from carepath.rules.knowledge import fts5_query, search_terms, tsquery
 from models import (
     Activity,
+    ActivityDirection,
+    ActivityState,
     ActivityType,
     Case,
     CaseArticle,
@@ -142,7 +144,8 @@ def send_article(*, session: Session, ticket: str, article_id: int) -> ArticleSe
                 type=ActivityType.EMAIL,
                 subject=f"Knowledge article: {article.title}"[:300],
                 body=article.content,
-                is_open=False,
+                state=ActivityState.COMPLETED,
+                direction=ActivityDirection.OUTBOUND,
                 message_id=message_id,
                 created_at=now,
                 closed_at=now,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from models import Activity, Case, CaseStatus, Entitlement, InboxEvent
+from models import Activity, ActivityState, Case, CaseStatus, Entitlement, InboxEvent
 from models.base import utcnow
 from tasks.case_status import change_case_status, status_change_event_id
 
@@ -43,7 +43,8 @@ def resolve_case(
     source: str,
 ) -> Resolved:
     """Resolve the case with `ticket`. Open activities refuse it (named in the error) unless
-    `close_activities`; resolving a resolved case again changes nothing."""
+    `close_activities`, which cancels them (as Dynamics does: they were not done); completed and cancelled
+    activities do not count. Resolving a resolved case again changes nothing."""
     if minutes < 0:
         raise ResolutionRefused(f"time spent must be zero or more minutes, not {minutes}")
     if not resolution.strip():
@@ -56,7 +57,7 @@ def resolve_case(
     if case.status is not CaseStatus.RESOLVED:
         open_ = session.execute(
             select(Activity.id, Activity.type, Activity.subject)
-            .where(Activity.case_id == case.id, Activity.is_open.is_(True))
+            .where(Activity.case_id == case.id, Activity.state == ActivityState.OPEN)
             .order_by(Activity.id)
         ).all()
         names = [f"{a.type.value} #{a.id} «{a.subject}»" for a in open_]
@@ -69,7 +70,7 @@ def resolve_case(
             session.execute(
                 update(Activity)
                 .where(Activity.id.in_([a.id for a in open_]))
-                .values(is_open=False, closed_at=utcnow()),
+                .values(state=ActivityState.CANCELLED, closed_at=utcnow()),
                 execution_options={"synchronize_session": False},
             )
             closed = names

@@ -8,9 +8,17 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
-from carepath.rules.sla import Calendar, add_business_minutes, applies
+from carepath.bulk import bulk_insert, in_list
+from carepath.rules.sla import (
+    Calendar,
+    SlaTerms,
+    add_business_minutes,
+    choose_sla,
+    extend_for_pause,
+    notice_recipients,
+)
 from carepath.settings import Settings
 from models import (
     Account,
@@ -23,6 +31,7 @@ from models import (
     KpiState,
     Message,
     MessageChannel,
+    Queue,
     Sla,
     SlaKpi,
 )
@@ -41,46 +50,76 @@ def calendar_of(session: Session, calendar_id: int | None) -> Calendar:
     return Calendar.from_data(timezone=cal.timezone, hours=cal.hours, holidays=days, country=cal.country)
 
 
+def _sla_terms(session: Session) -> list[SlaTerms]:
+    rows = session.execute(select(Sla.id, Sla.applies_to_tier)).all()
+    return [SlaTerms(id_, tier.value if tier else None) for id_, tier in rows]
+
+
 def sla_for(session: Session, case: Case) -> Sla | None:
     """The SLA that applies to the case: the one for its account's tier, else one for every tier."""
     tier = (
         session.scalar(select(Account.tier).where(Account.id == case.account_id)) if case.account_id else None
     )
-    candidates = session.scalars(select(Sla).order_by(Sla.applies_to_tier.is_(None), Sla.id)).all()
-    return next(
-        (
-            s
-            for s in candidates
-            if applies(
-                tier=tier.value if tier else None,
-                priority=case.priority.value,
-                sla_tier=s.applies_to_tier.value if s.applies_to_tier else None,
-            )
-        ),
-        None,
-    )
+    sla_id = choose_sla(_sla_terms(session), tier=tier.value if tier else None, priority=case.priority.value)
+    return session.get(Sla, sla_id) if sla_id is not None else None
 
 
 def start_kpis(*, session: Session, case: Case, at: datetime | None = None) -> int:
     """Start the case's KPI instances (first response by, resolve by) on its SLA's clock. Returns how many."""
-    sla = sla_for(session, case)
-    if sla is None:
-        return 0
-    at = at or case.created_at or utcnow()
-    cal = calendar_of(session, sla.calendar_id)
-    rows = [
-        KpiInstance(
-            case_id=case.id,
-            sla_kpi_id=k.id,
-            state=KpiState.IN_PROGRESS,
-            started_at=at,
-            warning_at=add_business_minutes(at, k.warn_after_minutes, cal),
-            due_at=add_business_minutes(at, k.minutes, cal),
-        )
-        for k in session.scalars(select(SlaKpi).where(SlaKpi.sla_id == sla.id))
-    ]
-    session.add_all(rows)
     session.flush()
+    return start_kpis_for_cases(session=session, case_ids=[case.id], at=at or case.created_at)
+
+
+def start_kpis_for_cases(*, session: Session, case_ids: list[int], at: datetime | None = None) -> int:
+    """Start the KPI instances of many new cases at once (the IoT drain's batch): one read of the cases'
+    tiers, the SLAs and their KPIs, each due time computed once per SLA KPI and start time, one insert.
+    `at`: when the clocks start (default: each case's creation). Returns how many instances started."""
+    if not case_ids:
+        return 0
+    slas = _sla_terms(session)
+    if not slas:
+        return 0
+    cases = session.execute(
+        select(Case.id, Case.created_at, Case.priority, Account.tier)
+        .outerjoin(Account, Account.id == Case.account_id)
+        .where(in_list(Case.id, case_ids, session))
+    ).all()
+    kpis: dict[int, list[tuple[int, int, int]]] = {}
+    calendars: dict[int, Calendar] = {}
+    for sla_id, calendar_id, kpi_id, minutes, warn in session.execute(
+        select(Sla.id, Sla.calendar_id, SlaKpi.id, SlaKpi.minutes, SlaKpi.warn_after_minutes)
+        .join(SlaKpi, SlaKpi.sla_id == Sla.id)
+        .order_by(SlaKpi.id)
+    ):
+        kpis.setdefault(sla_id, []).append((kpi_id, minutes, warn))
+        if sla_id not in calendars:
+            calendars[sla_id] = calendar_of(session, calendar_id)
+    due: dict[tuple[int, datetime], tuple[datetime, datetime]] = {}  # a batch shares one start: computed once
+    rows = []
+    for case_id, created_at, priority, tier in cases:
+        sla_id = choose_sla(slas, tier=tier.value if tier else None, priority=priority.value)
+        start = at or created_at
+        for kpi_id, minutes, warn in kpis.get(sla_id, ()):
+            if (kpi_id, start) not in due:
+                cal = calendars[sla_id]
+                due[kpi_id, start] = (
+                    add_business_minutes(start, warn, cal),
+                    add_business_minutes(start, minutes, cal),
+                )
+            warning_at, due_at = due[kpi_id, start]
+            rows.append(
+                {
+                    "case_id": case_id,
+                    "sla_kpi_id": kpi_id,
+                    "state": KpiState.IN_PROGRESS,
+                    "started_at": start,
+                    "warning_at": warning_at,
+                    "due_at": due_at,
+                    "paused_minutes": 0,
+                }
+            )
+    rows.sort(key=lambda r: (r["case_id"], r["sla_kpi_id"]))  # one lock order for concurrent drains
+    bulk_insert(session, KpiInstance.__table__, rows, conflict_columns=["case_id", "sla_kpi_id"])
     return len(rows)
 
 
@@ -113,7 +152,10 @@ def on_status_change(
     *, session: Session, case: Case, to_status: CaseStatus, reason: str, on_hold: list[str], at: datetime
 ) -> None:
     """Resolved: resolve-by succeeds, first response (never given) is cancelled. Cancelled: all cancelled.
-    An on-hold reason pauses the clocks; leaving it resumes them, the due times moved by the pause."""
+    An on-hold reason pauses the clocks; leaving it resumes them, the warning and due times moved on by the
+    working minutes the pause took on the SLA's calendar (a weekend on hold costs an office-hours SLA
+    nothing)."""
+    calendar: Calendar | None = None
     for instance, kpi in _open_kpis(session, case.id):
         if to_status is CaseStatus.RESOLVED:
             done = kpi == "resolve_by"
@@ -124,15 +166,26 @@ def on_status_change(
         elif reason in on_hold and instance.state is not KpiState.PAUSED:
             instance.state, instance.paused_at = KpiState.PAUSED, at
         elif reason not in on_hold and instance.state is KpiState.PAUSED and instance.paused_at:
-            paused = at - instance.paused_at
-            instance.paused_minutes += int(paused.total_seconds() // 60)
-            instance.warning_at += paused
-            instance.due_at += paused
+            calendar = calendar or _calendar_of_kpi(session, instance.sla_kpi_id)
+            instance.due_at, paused = extend_for_pause(
+                due_at=instance.due_at, paused_at=instance.paused_at, resumed_at=at, calendar=calendar
+            )
+            instance.warning_at, _ = extend_for_pause(
+                due_at=instance.warning_at, paused_at=instance.paused_at, resumed_at=at, calendar=calendar
+            )
+            instance.paused_minutes += round(paused)
             instance.paused_at = None
             instance.state = (
                 KpiState.IN_PROGRESS if at < instance.warning_at else KpiState.NEARING_NONCOMPLIANCE
             )
     session.flush()
+
+
+def _calendar_of_kpi(session: Session, sla_kpi_id: int) -> Calendar:
+    calendar_id = session.scalar(
+        select(Sla.calendar_id).join(SlaKpi, SlaKpi.sla_id == Sla.id).where(SlaKpi.id == sla_kpi_id)
+    )
+    return calendar_of(session, calendar_id)
 
 
 @dataclass
@@ -153,8 +206,9 @@ def monitor_kpis(
     *, session: Session, settings: Settings, now: datetime | None = None
 ) -> tuple[MonitorSummary, list[int]]:
     """Move running KPIs past their warning or due time on (set-based), and queue each warning and failure
-    email once (the idempotency key is per KPI instance, step and recipient). Returns the summary and the ids of
-    the emails queued now."""
+    email once (the idempotency key is per KPI instance, step and recipient): a warning to the case's owner, a
+    failure to the owner and the queue's manager (`notice_recipients`). Returns the summary and the ids of the
+    emails queued now."""
     now = now or utcnow()
     failing = session.scalars(
         update(KpiInstance)
@@ -193,6 +247,7 @@ def _queue_notices(
 ) -> list[tuple[int, str]]:
     if not ids:
         return []
+    owner, manager = aliased(Agent), aliased(Agent)
     rows = session.execute(
         select(
             KpiInstance.id,
@@ -201,11 +256,14 @@ def _queue_notices(
             Case.id,
             Case.ticket_number,
             Case.title,
-            Agent.email,
+            owner.email.label("owner"),
+            manager.email.label("manager"),
         )
         .join(SlaKpi, SlaKpi.id == KpiInstance.sla_kpi_id)
         .join(Case, Case.id == KpiInstance.case_id)
-        .outerjoin(Agent, Agent.id == Case.owner_agent_id)
+        .outerjoin(owner, owner.id == Case.owner_agent_id)
+        .outerjoin(Queue, Queue.id == Case.queue_id)
+        .outerjoin(manager, manager.id == Queue.manager_agent_id)
         .where(KpiInstance.id.in_(ids))
     ).all()
     messages = []
@@ -218,7 +276,9 @@ def _queue_notices(
             f"Case {r.ticket_number} «{r.title}»: its {r.kpi.replace('_', ' ')} KPI {what} "
             f"(due {r.due_at:%Y-%m-%d %H:%M} UTC).\n"
         )
-        for to in dict.fromkeys(a for a in (r.email, settings.sla_escalation_email) if a):
+        for to in notice_recipients(
+            step=step, owner=r.owner, manager=r.manager, fallback=settings.sla_escalation_email
+        ):
             messages.append(
                 outbox_row(
                     key=f"kpi:{r.id}:{step}:{to}",

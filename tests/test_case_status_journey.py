@@ -350,7 +350,7 @@ def test_resolve_command_takes_15_to_14_once_and_tells_the_customer(session, pro
 
 
 def test_open_activities_refuse_a_resolution_unless_closed(session) -> None:
-    from models import Activity, ActivityType
+    from models import Activity, ActivityState, ActivityType
 
     case = make_case(session)
     session.add(Activity(case_id=case.id, type=ActivityType.PHONE_CALL, subject="Call back about the valve"))
@@ -368,7 +368,9 @@ def test_open_activities_refuse_a_resolution_unless_closed(session) -> None:
     )
     assert code == 0 and out["status"] == "resolved"
     session.expire_all()
-    assert session.scalars(select(Activity.is_open).where(Activity.case_id == case.id)).all() == [False]
+    assert session.scalars(select(Activity.state).where(Activity.case_id == case.id)).all() == [
+        ActivityState.CANCELLED
+    ]
     session.commit()
 
 

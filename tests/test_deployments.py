@@ -26,6 +26,9 @@ NEEDS_INPUT = {
     "resolve-case": {"ticket", "resolution", "minutes"},
     "kb-search": {"query"},
     "kb-send": {"ticket", "article_id"},
+    "add-activity": {"ticket", "type", "subject"},
+    "close-activity": {"activity_id"},
+    "reply-to-customer": {"ticket", "channel", "text", "agent"},
 }
 
 

@@ -401,9 +401,10 @@ def test_show_case_json_after_an_email(session, providers, tmp_path, customer, c
     assert (shown["ticket"], shown["status"], shown["priority"]) == (opened["ticket"], "active", "normal")
     assert shown["activities"][0] | {"at": None} == {
         "type": "email",
-        "state": "closed",
+        "state": "completed",
         "subject": "No hot water",
         "at": None,
+        "due": None,
     }
     assert (
         shown["entitlement"] == {"name": f"Support Account {customer.account_id}", "remaining": 15}

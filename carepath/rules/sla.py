@@ -116,3 +116,50 @@ def state_at(*, now: datetime, warning_at: datetime, due_at: datetime) -> str:
     if now >= warning_at:
         return "nearing_noncompliance"
     return "in_progress"
+
+
+def extend_for_pause(
+    *, due_at: datetime, paused_at: datetime, resumed_at: datetime, calendar: Calendar
+) -> tuple[datetime, float]:
+    """A due time moved on by a pause: by the working minutes the pause took on the SLA's calendar (a pause
+    over a weekend or a holiday costs nothing of them), counted on from the old due time. Returns the new due
+    time and the paused working minutes."""
+    paused = business_minutes_between(paused_at, resumed_at, calendar)
+    if paused <= 0:
+        return due_at, 0.0
+    return add_business_minutes(due_at, paused, calendar), paused
+
+
+def notice_recipients(
+    *, step: str, owner: str | None, manager: str | None, fallback: str | None
+) -> tuple[str, ...]:
+    """Who is told of a KPI's warning or failure. A warning goes to the case's owner; a failure to the owner and
+    the queue's manager. The fallback (the escalation address) stands in for a missing manager, and for a
+    missing owner, so that no notice goes to nobody. Each address once."""
+    manager = manager or fallback
+    wanted = (owner,) if step == "warning" else (owner, manager)
+    if not any(wanted):
+        wanted = (manager,)
+    return tuple(dict.fromkeys(a for a in wanted if a))
+
+
+@dataclass(frozen=True)
+class SlaTerms:
+    """An SLA as `choose_sla` weighs it: its id and its conditions."""
+
+    id: int
+    tier: str | None  # None: any tier
+    priorities: tuple[str, ...] = ()  # empty: any priority
+
+
+def choose_sla(slas: Iterable[SlaTerms], *, tier: str | None, priority: str | None) -> int | None:
+    """The SLA for a case: the first that applies, those naming a tier before those for every tier."""
+    ordered = sorted(slas, key=lambda s: (s.tier is None, s.id))
+    return next(
+        (
+            s.id
+            for s in ordered
+            if applies(tier=tier, priority=priority, sla_tier=s.tier, sla_priorities=s.priorities)
+        ),
+        None,
+    )

@@ -30,6 +30,7 @@ from tasks.messaging.outbox import (
     insert_messages,
     outbox_row,
     queue_contact_email,
+    queue_contact_sms,
     queue_fault_sms,
 )
 from tasks.messaging.outcomes import SendSummary, record_outcomes
@@ -55,6 +56,7 @@ __all__ = [
     "outbox_row",
     "outbox_waiting",
     "queue_contact_email",
+    "queue_contact_sms",
     "queue_fault_sms",
     "reconcile_messages_task",
     "reconcile_outbox",

@@ -158,3 +158,53 @@ def queue_contact_email(
     )
     message_id = session.scalar(select(Message.id).where(Message.idempotency_key == key))
     return (None if blocked else message_id), blocked
+
+
+def queue_contact_sms(
+    *,
+    session: Session,
+    case_id: int,
+    contact_id: int,
+    step: str,
+    body: str,
+    template: str | None,
+    now: datetime,
+) -> tuple[int | None, str | None]:
+    """Queue one SMS to a case's contact under the key (case, step): texting needs the contact's SMS opt-in
+    and a valid mobile number, else the message is recorded blocked with the reason. Returns the message id
+    (None when blocked) and the reason it was blocked."""
+    from sqlalchemy import select
+
+    from models import Consent, Contact
+
+    contact = session.get(Contact, contact_id)
+    consent = session.scalar(
+        select(Consent.status).where(Consent.contact_id == contact_id, Consent.channel == MessageChannel.SMS)
+    )
+    phone = contact.phone if contact else None
+    trusted = contact is not None and contact.phone_checked == phone
+    blocked = sms_block_reason(
+        phone=phone,
+        consent=consent.value if consent else None,
+        phone_valid=contact.phone_valid if trusted else None,
+    )
+    key = idempotency_key(case_id, step)
+    insert_messages(
+        session=session,
+        rows=[
+            outbox_row(
+                key=key,
+                channel=MessageChannel.SMS,
+                case_id=case_id,
+                contact_id=contact_id,
+                journey_step=step,
+                to_address=phone,
+                body=body,
+                template=template,
+                blocked=blocked,
+                now=now,
+            )
+        ],
+    )
+    message_id = session.scalar(select(Message.id).where(Message.idempotency_key == key))
+    return (None if blocked else message_id), blocked
