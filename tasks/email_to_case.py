@@ -341,6 +341,21 @@ def _acknowledge(session: Session, case: Case, settings: Settings, now: datetime
         template="email/acknowledgement",
         now=now,
     )
+    if message_id is not None:  # kept on the case like every email; automatic: never a first response
+        session.add(
+            Activity(
+                case_id=case.id,
+                type=ActivityType.EMAIL,
+                subject=subject[:300],
+                body=body[:20_000],
+                state=ActivityState.COMPLETED,
+                direction=ActivityDirection.OUTBOUND,
+                automatic=True,
+                message_id=message_id,
+                created_at=now,
+                closed_at=now,
+            )
+        )
     return message_id
 
 

@@ -92,7 +92,10 @@ def test_a_new_request_opens_a_case_and_is_acknowledged_once(session, providers,
     again_code, again = email_in(path)  # the same email delivered twice: nothing new
     assert again_code == 0 and again["ticket"] == out["ticket"] and again["case_created"] is False
     assert len(providers.sendgrid_mails()) == 1
-    assert count(session, select(func.count()).select_from(Activity)) == 1
+    kept = session.execute(select(Activity.direction, Activity.automatic).order_by(Activity.id)).all()
+    session.commit()
+    # The email and the acknowledgement, each kept once; the acknowledgement is automatic.
+    assert [(d.value, a) for d, a in kept] == [("inbound", False), ("outbound", True)]
 
 
 def test_a_reply_with_the_ticket_in_its_subject_joins_the_case(
@@ -108,7 +111,7 @@ def test_a_reply_with_the_ticket_in_its_subject_joins_the_case(
 
     assert code == 0 and out == {**opened, "case_created": False, "acknowledged": False}
     assert count(session, select(func.count()).select_from(Case)) == 1
-    assert count(session, select(func.count()).select_from(Activity)) == 2
+    assert count(session, select(func.count()).select_from(Activity)) == 3  # with the acknowledgement
     assert len(providers.sendgrid_mails()) == 1  # only the first was acknowledged
 
 
@@ -125,7 +128,7 @@ def test_a_ticket_in_the_subject_from_a_stranger_does_not_write_into_the_case(
 
     assert code == 0 and out["case_created"] is True and out["ticket"] != opened["ticket"]
     case_id = session.scalar(select(Case.id).where(Case.ticket_number == opened["ticket"]))
-    assert count(session, select(func.count()).select_from(Activity).where(Activity.case_id == case_id)) == 2
+    assert count(session, select(func.count()).select_from(Activity).where(Activity.case_id == case_id)) == 3
 
 
 def test_replies_thread_by_in_reply_to_and_references(session, providers, tmp_path, customer) -> None:
