@@ -225,6 +225,34 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_set_allocation(args: argparse.Namespace) -> int:
+    """Change an entitlement's allocation, or one channel's: what remains moves by as much (ledgered)."""
+    from models import Channel, Entitlement
+    from tasks.entitlement_terms import set_allocation
+
+    if args.allocation < 0:
+        print(f"an allocation is zero or more, not {args.allocation}", file=sys.stderr)
+        return 2
+    with unit_of_work() as session:
+        if session.get(Entitlement, args.entitlement_id) is None:
+            print(f"no entitlement {args.entitlement_id}", file=sys.stderr)
+            return 1
+        remaining = set_allocation(
+            session=session,
+            entitlement_id=args.entitlement_id,
+            allocation=args.allocation,
+            channel=Channel(args.channel).value if args.channel else None,
+        )
+    result = {"entitlement": args.entitlement_id, "channel": args.channel, "remaining": remaining}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"entitlement {args.entitlement_id}{' ' + args.channel if args.channel else ''}: {remaining} left"
+        )
+    return 0
+
+
 def cmd_set_case(args: argparse.Namespace) -> int:
     """Set a case's entitlement options: "do not decrement" gives back a term it holds (ledgered)."""
     from models import Case, Entitlement
@@ -489,6 +517,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--close-activities", action="store_true", help="close the case's open activities first")
     p.add_argument("--json", action="store_true", help='print {"ticket", "status", "entitlement_remaining"}')
     p.set_defaults(func=cmd_resolve)
+    p = sub.add_parser(
+        "set-allocation", help="change an entitlement's allocation, or one channel's (ledgered)"
+    )
+    p.add_argument("entitlement_id", type=int, help="the id `carepath entitlements ACCOUNT --json` shows")
+    p.add_argument("allocation", type=int, help="cases granted")
+    p.add_argument("--channel", choices=["phone", "email", "web", "facebook", "twitter", "iot"], default=None)
+    p.add_argument("--json", action="store_true", help='print {"entitlement", "channel", "remaining"}')
+    p.set_defaults(func=cmd_set_allocation)
     p = sub.add_parser("set-case", help="set a case's entitlement options")
     p.add_argument("ticket")
     g = p.add_mutually_exclusive_group()

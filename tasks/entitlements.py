@@ -61,6 +61,7 @@ def entitlement_report(*, session: Session, account_number: str) -> dict:
         held["every channel"] = sum(held.values())
         report.append(
             {
+                "id": ent.id,
                 "name": ent.name,
                 "state": ent.state.value,
                 "starts_on": ent.starts_on.isoformat(),

@@ -310,6 +310,30 @@ def test_report_shows_remaining_per_channel_and_the_ledger(session, providers, c
     ]
 
 
+def test_set_allocation_from_the_cli_moves_remaining_and_refuses_bad_input(session, capsys) -> None:
+    account = make_account(session)
+    ent = make_entitlement(session, account=account, channel_allocations={"phone": 3})
+    session.commit()
+    capsys.readouterr()
+
+    assert cli(["set-allocation", str(ent.id), "10", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {
+        "entitlement": ent.id,
+        "channel": None,
+        "remaining": 10,
+    }
+    assert cli(["set-allocation", str(ent.id), "5", "--channel", "phone", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["channel"] == "phone"
+    assert [r[2] for r in ledger(session, ent.id)] == [
+        "allocation changed 15 → 10",
+        "phone allocation changed 3 → 5",
+    ]
+    assert cli(["set-allocation", "999999", "5"]) == 1
+    assert "no entitlement 999999" in capsys.readouterr().err
+    assert cli(["set-allocation", str(ent.id), "-1"]) == 2
+    assert remaining(session, ent.id) == 10
+
+
 # --- states follow the dates ---------------------------------------------------------------------------------
 
 
