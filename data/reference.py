@@ -82,6 +82,7 @@ def seed_reference(session: Session, *, today: date) -> Reference:
         s["name"]: Sla(
             name=s["name"],
             applies_to_tier=Tier(s["applies_to_tier"]) if s["applies_to_tier"] else None,
+            applies_to_priorities=list(s.get("applies_to_priorities", [])),
             # No calendar means the SLA clock runs around the clock (gold customers pay for that).
             calendar_id=calendars[s["calendar"]].id if s["calendar"] else None,
             pause_on_hold=s["pause_on_hold"],

@@ -189,6 +189,8 @@ class Sla(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     applies_to_tier: Mapped[Tier | None] = mapped_column(str_enum(Tier, "sla_tier"))
+    # Priority values the SLA applies to; empty: every priority.
+    applies_to_priorities: Mapped[list[str]] = mapped_column(default=list, server_default=text("'[]'"))
     calendar_id: Mapped[int | None] = mapped_column(ForeignKey("business_calendar.id"))
     pause_on_hold: Mapped[bool] = mapped_column(default=True)
 

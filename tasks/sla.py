@@ -51,8 +51,8 @@ def calendar_of(session: Session, calendar_id: int | None) -> Calendar:
 
 
 def _sla_terms(session: Session) -> list[SlaTerms]:
-    rows = session.execute(select(Sla.id, Sla.applies_to_tier)).all()
-    return [SlaTerms(id_, tier.value if tier else None) for id_, tier in rows]
+    rows = session.execute(select(Sla.id, Sla.applies_to_tier, Sla.applies_to_priorities)).all()
+    return [SlaTerms(id_, tier.value if tier else None, tuple(prios or ())) for id_, tier, prios in rows]
 
 
 def sla_for(session: Session, case: Case) -> Sla | None:

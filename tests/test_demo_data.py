@@ -86,7 +86,7 @@ def test_counts_match_the_summary_and_the_brief(seeded: tuple[Session, DemoSumma
     assert 2 * 40 <= summary.contacts <= 4 * 40
     assert summary.contacts <= summary.devices <= 3 * summary.contacts
     assert 6 <= summary.products <= 10
-    assert (summary.queues, summary.routing_rules, summary.slas, summary.sla_kpis) == (4, 4, 3, 6)
+    assert (summary.queues, summary.routing_rules, summary.slas, summary.sla_kpis) == (4, 4, 4, 8)
     assert 8 <= summary.articles <= 12
     assert summary.goals >= 3 and summary.agents >= 8 and summary.holidays >= 4
     tiers = Counter(session.scalars(select(Account.tier)))

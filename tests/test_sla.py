@@ -193,3 +193,24 @@ def test_a_pause_over_a_weekend_and_a_holiday_extends_by_the_paused_working_minu
     assert resumed.paused_minutes == 120
     assert resumed.due_at == datetime(2026, 12, 28, 15, tzinfo=athens)  # two working hours later
     assert resumed.warning_at == datetime(2026, 12, 28, 13, tzinfo=athens)  # Monday 11:00 + 2 h
+
+
+def test_an_sla_for_some_priorities_applies_only_to_them(session) -> None:
+    from models import Priority, Tier
+    from tasks.sla import sla_for
+    from tests.utils.factories import make_account, make_contact
+
+    silver = Sla(name="Silver SLA", applies_to_tier=Tier.SILVER)
+    critical = Sla(
+        name="Silver critical SLA", applies_to_tier=Tier.SILVER, applies_to_priorities=["critical"]
+    )
+    session.add_all([silver, critical])
+    session.flush()
+    contact = make_contact(session, account=make_account(session, tier=Tier.SILVER))
+    urgent = make_case(session, contact=contact, priority=Priority.CRITICAL)
+    normal = make_case(session, contact=contact, priority=Priority.NORMAL)
+    session.commit()
+
+    assert sla_for(session, urgent).name == "Silver critical SLA"
+    assert sla_for(session, normal).name == "Silver SLA"
+    session.commit()

@@ -153,8 +153,9 @@ class SlaTerms:
 
 
 def choose_sla(slas: Iterable[SlaTerms], *, tier: str | None, priority: str | None) -> int | None:
-    """The SLA for a case: the first that applies, those naming a tier before those for every tier."""
-    ordered = sorted(slas, key=lambda s: (s.tier is None, s.id))
+    """The SLA for a case: the most specific that applies — one naming the tier and priorities, then one
+    naming the tier, then one naming priorities, then one for every case; the lowest id among equals."""
+    ordered = sorted(slas, key=lambda s: (s.tier is None, not s.priorities, s.id))
     return next(
         (
             s.id

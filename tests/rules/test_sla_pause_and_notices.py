@@ -91,7 +91,13 @@ def test_notice_recipients(step, owner, manager, fallback, expected) -> None:
     assert notice_recipients(step=step, owner=owner, manager=manager, fallback=fallback) == expected
 
 
-SLAS = [SlaTerms(3, None), SlaTerms(1, "gold"), SlaTerms(2, "silver", ("critical", "high"))]
+SLAS = [
+    SlaTerms(3, None),
+    SlaTerms(1, "gold"),
+    SlaTerms(2, "silver", ("critical", "high")),
+    SlaTerms(5, "silver"),
+    SlaTerms(4, None, ("critical",)),
+]
 
 
 @pytest.mark.parametrize(
@@ -99,7 +105,9 @@ SLAS = [SlaTerms(3, None), SlaTerms(1, "gold"), SlaTerms(2, "silver", ("critical
     [
         ("gold", "critical", 1),
         ("silver", "critical", 2),
-        ("silver", "low", 3),  # the silver SLA names priorities: a low one falls to the SLA for every tier
+        ("silver", "high", 2),  # tier and priority named beats the tier alone (5)
+        ("silver", "low", 5),  # the silver SLA for high/critical does not apply; the silver one for all does
+        ("standard", "critical", 4),  # priorities alone beat the SLA for every case
         ("standard", "normal", 3),
         (None, "normal", 3),
     ],
