@@ -44,11 +44,12 @@ def fill(url: str, cases: int) -> None:
                 (3, 'CP-WH-300', 'Water heater', 'hot_water'), (4, 'CP-HP-400', 'Heat pump', 'heat_pumps'),
                 (5, 'CP-SMK-500', 'Smoke alarm', 'safety'), (6, 'CP-EV-600', 'EV charger', 'ev_charging'),
                 (7, 'CP-HUB-800', 'Hub', 'iot');
-            INSERT INTO account (id, name, account_number, tier, email_domains, created_at)
+            INSERT INTO account (id, name, account_number, tier, created_at)
             SELECT g, 'Bench account ' || g, 'B-' || lpad(g::text, 7, '0'),
-                   (ARRAY['gold','silver','standard','standard'])[1 + g % 4],
-                   jsonb_build_array('bench' || g || '.example'), now()
+                   (ARRAY['gold','silver','standard','standard'])[1 + g % 4], now()
             FROM generate_series(1, 1000) g;
+            INSERT INTO account_domain (account_id, domain)
+            SELECT g, 'bench' || g || '.example' FROM generate_series(1, 1000) g;
             INSERT INTO contact (id, first_name, last_name, email, language, account_id, active, created_at)
             SELECT g, 'Customer', 'No ' || g, 'c' || g || '@bench' || g || '.example',
                    (ARRAY['en','el','pl','pt','it'])[1 + g % 5], g, true, now()

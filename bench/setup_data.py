@@ -37,11 +37,16 @@ def generate_organisation(url: str, *, devices: int) -> None:
     with engine.begin() as conn:
         conn.execute(
             text("""
-            INSERT INTO account (id, name, account_number, tier, email_domains, created_at)
+            INSERT INTO account (id, name, account_number, tier, created_at)
             SELECT g, 'Bench account ' || g, 'B-' || lpad(g::text, 7, '0'),
-                   (ARRAY['gold','silver','standard','standard'])[1 + g % 4],
-                   jsonb_build_array('bench' || g || '.example'), now()
+                   (ARRAY['gold','silver','standard','standard'])[1 + g % 4], now()
             FROM generate_series(1, :n) g"""),
+            {"n": accounts},
+        )
+        conn.execute(
+            text("""
+            INSERT INTO account_domain (account_id, domain)
+            SELECT g, 'bench' || g || '.example' FROM generate_series(1, :n) g"""),
             {"n": accounts},
         )
         conn.execute(

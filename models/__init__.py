@@ -3,7 +3,7 @@
 from models.base import Base
 from models.cases import Activity, Case, CaseStatusChange, ResolutionActivity
 from models.catalog import Device, DeviceFault, Product
-from models.customers import Account, Consent, Contact, Lead
+from models.customers import Account, AccountDomain, Consent, Contact, Lead
 from models.enums import (
     ActivityDirection,
     ActivityState,
@@ -45,6 +45,7 @@ from models.service import (
 
 __all__ = [
     "Account",
+    "AccountDomain",
     "Activity",
     "ActivityDirection",
     "ActivityState",

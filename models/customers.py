@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, event, func
+from sqlalchemy.ext.associationproxy import AssociationProxy, association_proxy
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from carepath.rules.domains import normalise_domain
 from carepath.rules.messaging import is_e164
 from models.base import Base, str_enum, utcnow
 from models.enums import ConsentStatus, LeadState, MessageChannel, Tier
@@ -20,13 +22,33 @@ class Account(Base):
     name: Mapped[str] = mapped_column(String(200))
     account_number: Mapped[str] = mapped_column(String(32), unique=True)
     tier: Mapped[Tier] = mapped_column(str_enum(Tier, "tier"), default=Tier.STANDARD)
-    # Domains the company's people write from: used to link unknown senders to the account.
-    email_domains: Mapped[list[str]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     contacts: Mapped[list[Contact]] = relationship(
         back_populates="account", foreign_keys="Contact.account_id"
     )
+    domains: Mapped[list[AccountDomain]] = relationship(
+        back_populates="account", cascade="all, delete-orphan", order_by="AccountDomain.id"
+    )
+    # Domains the company's people write from (normalised: lower case, punycode), one row each in
+    # account_domain, where a unique index finds a domain's account: unknown senders and portal registrations
+    # are linked by it. `Account(email_domains=["helios-energy.gr"])` still reads and writes them as a list.
+    email_domains: AssociationProxy[list[str]] = association_proxy(
+        "domains", "domain", creator=lambda d: AccountDomain(domain=normalise_domain(d))
+    )
+
+
+class AccountDomain(Base):
+    """One email domain of an account; a domain belongs to one account at most."""
+
+    __tablename__ = "account_domain"
+    _repr_label = "domain"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"), index=True)
+    domain: Mapped[str] = mapped_column(String(253), unique=True)
+
+    account: Mapped[Account] = relationship(back_populates="domains")
 
 
 class Contact(Base):
@@ -55,6 +77,7 @@ class Contact(Base):
     portal_login: Mapped[str | None] = mapped_column(String(254), unique=True)
     active: Mapped[bool] = mapped_column(default=True)
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"))
+    merged_at: Mapped[datetime | None]  # when it was merged into `merged_into_id` (the weekly delete's clock)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     account: Mapped[Account | None] = relationship(back_populates="contacts", foreign_keys=[account_id])

@@ -33,7 +33,6 @@ from carepath.rules.email_to_case import (
 from carepath.rules.tickets import new_ticket_number, new_tracking_token
 from carepath.settings import PROJECT_ROOT, Settings
 from models import (
-    Account,
     Activity,
     ActivityDirection,
     ActivityState,
@@ -49,6 +48,7 @@ from models import (
     Queue,
 )
 from models.base import utcnow
+from tasks.accounts import account_for_email
 from tasks.entitlement_terms import decide_new_cases, record_new_case_terms
 from tasks.messaging import queue_contact_email
 from tasks.routing import route_case
@@ -163,8 +163,7 @@ def _speaks_for(session: Session, case: Case, sender: str) -> bool:
             return True
     if case.account_id is None:
         return False
-    domains = session.scalar(select(Account.email_domains).where(Account.id == case.account_id)) or []
-    if sender.rpartition("@")[2] in {d.lower() for d in domains}:
+    if account_for_email(session=session, address=sender) == case.account_id:
         return True
     return (
         session.scalar(
@@ -297,15 +296,8 @@ def _open_case(
 
 def _new_contact(session: Session, address: str) -> Contact:
     """A contact for an unknown sender, linked to the account whose domain the address has (if one does)."""
-    local, _, domain = address.partition("@")
-    account_id = next(
-        (
-            a.id
-            for a in session.scalars(select(Account))
-            if domain in [d.lower() for d in a.email_domains or []]
-        ),
-        None,
-    )
+    local = address.partition("@")[0]
+    account_id = account_for_email(session=session, address=address)
     contact = Contact(
         first_name=local.split(".")[0].capitalize() or local,
         last_name="",
