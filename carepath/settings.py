@@ -117,6 +117,16 @@ class Settings(BaseSettings):
         default="support-lead@carepath.example",
         description="Who is told of SLA failures (and of warnings on unassigned cases) when the case's queue has no manager.",
     )
+    # Weekly bulk delete of merged contacts and the customer summary API
+    bulk_delete_archive_days: int = Field(
+        default=30,
+        ge=1,
+        description="Archives of deleted contacts are kept (restorable) this many days, then purged.",
+    )
+    summary_api_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of GET /customers/summary on the receiver; unset: the endpoint refuses all.",
+    )
     reports_dir: str = Field(default=str(PROJECT_ROOT / "out"), description="Where report CSVs are written.")
 
     def webhook_secret(self, source: str) -> SecretStr | None:

@@ -23,6 +23,7 @@ from models.enums import (
 )
 from models.inbox import InboxEvent, WebhookRejection
 from models.messaging import DeliveryEvent, Message
+from models.retention import BulkDeleteRun, ContactArchive
 from models.service import (
     Agent,
     BusinessCalendar,
@@ -52,6 +53,7 @@ __all__ = [
     "ActivityType",
     "Agent",
     "Base",
+    "BulkDeleteRun",
     "BusinessCalendar",
     "Case",
     "CaseArticle",
@@ -61,6 +63,7 @@ __all__ = [
     "Consent",
     "ConsentStatus",
     "Contact",
+    "ContactArchive",
     "DecreaseRemainingOn",
     "DeliveryEvent",
     "Device",

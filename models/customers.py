@@ -126,6 +126,7 @@ class Lead(Base):
     order_ref: Mapped[str | None] = mapped_column(String(64), unique=True)
     state: Mapped[LeadState] = mapped_column(str_enum(LeadState, "lead_state"), default=LeadState.NEW)
     account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
-    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"))
+    # Indexed: the weekly delete asks, for every merged contact, whether a lead still names it.
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     qualified_at: Mapped[datetime | None]

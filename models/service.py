@@ -25,7 +25,8 @@ class Entitlement(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
-    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"))
+    # Indexed: the weekly delete asks, for every merged contact, whether an entitlement still names it.
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"), index=True)
     starts_on: Mapped[date]
     ends_on: Mapped[date]
     allocation: Mapped[int]  # cases granted
