@@ -78,9 +78,7 @@ _CANDIDATE = (
 def _unreferenced() -> str:
     """The SQL that keeps a contact anything still refers to; part of the DELETE itself."""
     guards = ["contact.portal_login IS NULL"]
-    guards += [
-        f"NOT EXISTS (SELECT 1 FROM {t} r WHERE r.{c} = contact.id)" for t, c in referencing_columns()
-    ]
+    guards += [f"NOT EXISTS (SELECT 1 FROM {t} r WHERE r.{c} = contact.id)" for t, c in referencing_columns()]
     return " AND ".join(guards)
 
 
@@ -101,7 +99,9 @@ def cutoff_for(older_than_days: int, now: datetime | None = None) -> datetime:
     return (now or datetime.now(UTC)) - timedelta(days=older_than_days)
 
 
-def start_run(*, session: Session, older_than_days: int, dry_run: bool, now: datetime | None = None) -> BulkDeleteRun:
+def start_run(
+    *, session: Session, older_than_days: int, dry_run: bool, now: datetime | None = None
+) -> BulkDeleteRun:
     """Record a run and name its archive (what `carepath restore` takes)."""
     now = now or datetime.now(UTC)
     run = BulkDeleteRun(
@@ -127,7 +127,9 @@ def delete_batch(
         f"SELECT max(id), count(*) FROM (SELECT contact.id AS id FROM contact WHERE {_CANDIDATE}"
         " AND contact.id > :after ORDER BY contact.id LIMIT :n) batch"
     ).bindparams(_cutoff_param())
-    last_id, candidates = session.execute(window, {"cutoff": cutoff, "after": after_id, "n": batch_size}).one()
+    last_id, candidates = session.execute(
+        window, {"cutoff": cutoff, "after": after_id, "n": batch_size}
+    ).one()
     if not candidates:
         return None
     where = f"contact.id > :after AND contact.id <= :last AND {_CANDIDATE} AND {_unreferenced()}"
@@ -216,9 +218,7 @@ def restore_archive(*, session: Session, archive: str, now: datetime | None = No
         return f"(a.row->>'{col}')" if pg else f"json_extract(a.row, '$.{col}')"
 
     # A contact's own references (its account, the contact it was merged into) must exist to restore it.
-    own_refs = [
-        (fk.parent.name, fk.column.table.name, fk.column.name) for fk in _contact().foreign_keys
-    ]
+    own_refs = [(fk.parent.name, fk.column.table.name, fk.column.name) for fk in _contact().foreign_keys]
     refs_ok = " AND ".join(
         f"({field_of(col)} IS NULL OR EXISTS (SELECT 1 FROM {tbl} t WHERE t.{ref} = "
         f"{'CAST(' + field_of(col) + ' AS INTEGER)' if pg else field_of(col)}))"
