@@ -36,7 +36,11 @@ def fill(url: str, merged: int) -> None:
     kept = merged // 50
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO account (id, name, account_number, tier, created_at) VALUES (1, 'Bench', 'B-1', 'gold', now())"))
+        conn.execute(
+            text(
+                "INSERT INTO account (id, name, account_number, tier, created_at) VALUES (1, 'Bench', 'B-1', 'gold', now())"
+            )
+        )
         conn.execute(
             text("""
             INSERT INTO contact (id, first_name, last_name, email, language, account_id, active, created_at)
@@ -81,7 +85,9 @@ def fill(url: str, merged: int) -> None:
             SELECT g, 'sms', 'opted_in', 'bench', now() FROM generate_series(1, :m) g"""),
             {"m": MASTERS},
         )
-        conn.execute(text("SELECT setval(pg_get_serial_sequence('contact', 'id'), (SELECT max(id) FROM contact))"))
+        conn.execute(
+            text("SELECT setval(pg_get_serial_sequence('contact', 'id'), (SELECT max(id) FROM contact))")
+        )
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE"))
     engine.dispose()
@@ -107,7 +113,17 @@ def naive_delete(url: str, older_than_days: int) -> tuple[int, int]:
     from sqlalchemy import exists, select
     from sqlalchemy.orm import Session
 
-    from models import BulkDeleteRun, Case, Consent, Contact, ContactArchive, Device, Entitlement, Lead, Message
+    from models import (
+        BulkDeleteRun,
+        Case,
+        Consent,
+        Contact,
+        ContactArchive,
+        Device,
+        Entitlement,
+        Lead,
+        Message,
+    )
 
     cutoff = datetime.now(UTC) - timedelta(days=older_than_days)
     engine = create_engine(url)

@@ -57,6 +57,20 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_summary(args: argparse.Namespace) -> int:
+    """A customer at a glance for a ticket number or a contact's email."""
+    from tasks.customer_summary import UnknownCustomer, customer_summary, render_markdown
+
+    try:
+        with unit_of_work() as session:
+            summary = customer_summary(session=session, key=args.key)
+    except UnknownCustomer as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(json.dumps(summary) if args.json else render_markdown(summary), end="\n" if args.json else "")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bulk-delete", help="delete merged, deactivated contacts nothing refers to (archived, restorable)"
@@ -70,3 +84,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("archive", help="the archive name bulk-delete printed")
     p.add_argument("--json", action="store_true", help='print {"restored"}')
     p.set_defaults(func=cmd_restore)
+    p = sub.add_parser("summary", help="a customer at a glance: for a ticket number or a contact's email")
+    p.add_argument("key", help="a ticket number (CAS-…) or an email address")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"customer", "case", "recent_cases", "timeline", "entitlement", "sla"}',
+    )
+    p.set_defaults(func=cmd_summary)

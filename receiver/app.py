@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from carepath.events import prefect_api_url
 from carepath.settings import Settings, get_settings
 from receiver.announce import Announcer
+from receiver.customers import router as customers_router
 from receiver.db import make_async_engine
 from receiver.errors import Rejected, rejected_handler, signature_handler
 from receiver.inbox_writer import InboxWriter
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(SignatureError, signature_handler)
     app.include_router(webhook_router)
     app.include_router(tracking_router)
+    app.include_router(customers_router)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -29,6 +29,7 @@ NEEDS_INPUT = {
     "add-activity": {"ticket", "type", "subject"},
     "close-activity": {"activity_id"},
     "reply-to-customer": {"ticket", "channel", "text", "agent"},
+    "customer-summary": {"key"},
 }
 
 
@@ -59,3 +60,8 @@ def test_schedules() -> None:
     by_name = {d["name"]: d for d in DEPLOYMENTS}
     assert by_name["inbox-sweep"]["schedules"][0]["cron"] == "* * * * *"
     assert by_name["delivery-analytics"]["schedules"]
+    assert by_name["bulk-delete-merged-contacts"]["schedules"][0] == {
+        "cron": "0 2 * * 0",  # Sundays, 02:00 UTC
+        "timezone": "UTC",
+        "active": True,
+    }
