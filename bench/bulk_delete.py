@@ -165,8 +165,9 @@ def naive_delete(url: str, older_than_days: int) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--merged", type=int, default=1_000_000)
-    parser.add_argument("--sample", type=int, default=5_000)
+    parser.add_argument("--sample", type=int, default=2_000)
     parser.add_argument("--batch-size", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=2, help="connections deleting side by side")
     args = parser.parse_args(argv)
     server = os.environ.get("PG_URL", DEFAULT_PG_URL)
 
@@ -181,13 +182,14 @@ def main(argv: list[str] | None = None) -> None:
     rss_before = peak_rss_mib()
     started = time.perf_counter()
     summary = run_bulk_delete(
-        BulkDeleteConfig(older_than_days=30, batch_size=args.batch_size), keep_archive_days=30
+        BulkDeleteConfig(older_than_days=30, batch_size=args.batch_size, workers=args.workers),
+        keep_archive_days=30,
     )
     elapsed = time.perf_counter() - started
     rss_after = peak_rss_mib()
     rate = summary.deleted / elapsed
     print(
-        f"bulk delete (set-based, batches of {args.batch_size:,}): {summary.deleted:,} deleted and archived, "
+        f"bulk delete (set-based, batches of {args.batch_size:,}, {args.workers} worker(s)): {summary.deleted:,} deleted and archived, "
         f"{summary.kept:,} kept, {summary.batches} batches in {elapsed:.1f} s = {rate:,.0f} contacts/s "
         f"(target: 1,000,000 in ≤ 60 s); peak RSS {rss_before:.0f} MiB before, {rss_after:.0f} MiB after"
     )

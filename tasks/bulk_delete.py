@@ -10,6 +10,8 @@ portal login. Activities hang off cases, so a contact with an activity has a cas
 from __future__ import annotations
 
 import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -118,11 +120,10 @@ def start_run(
     return run
 
 
-def delete_batch(
-    *, session: Session, run_id: int, cutoff: datetime, after_id: int, batch_size: int, dry_run: bool
-) -> BatchResult | None:
-    """Delete (and archive) the unreferenced contacts among the next `batch_size` candidates after `after_id`;
-    None when no candidate is left. A contact gone meanwhile is simply not counted."""
+def next_window(
+    *, session: Session, cutoff: datetime, after_id: int, batch_size: int
+) -> tuple[int, int] | None:
+    """The next `batch_size` candidates after `after_id`: (the last one's id, how many); None when none is left."""
     window = text(
         f"SELECT max(id), count(*) FROM (SELECT contact.id AS id FROM contact WHERE {_CANDIDATE}"
         " AND contact.id > :after ORDER BY contact.id LIMIT :n) batch"
@@ -130,13 +131,35 @@ def delete_batch(
     last_id, candidates = session.execute(
         window, {"cutoff": cutoff, "after": after_id, "n": batch_size}
     ).one()
-    if not candidates:
+    return (last_id, candidates) if candidates else None
+
+
+def delete_batch(
+    *, session: Session, run_id: int, cutoff: datetime, after_id: int, batch_size: int, dry_run: bool
+) -> BatchResult | None:
+    """Delete (and archive) the unreferenced contacts among the next `batch_size` candidates after `after_id`;
+    None when no candidate is left."""
+    window = next_window(session=session, cutoff=cutoff, after_id=after_id, batch_size=batch_size)
+    if window is None:
         return None
+    last_id, candidates = window
+    deleted = delete_window(
+        session=session, run_id=run_id, cutoff=cutoff, after_id=after_id, last_id=last_id, dry_run=dry_run
+    )
+    return BatchResult(last_id, candidates, deleted)
+
+
+def delete_window(
+    *, session: Session, run_id: int, cutoff: datetime, after_id: int, last_id: int, dry_run: bool
+) -> int:
+    """Delete and archive the unreferenced candidates with ids in (after_id, last_id]; returns how many (a dry
+    run: how many would go). The conditions are checked again here, in the DELETE: a contact that gained a
+    reference, or is gone already, since the window was chosen is simply not counted."""
     where = f"contact.id > :after AND contact.id <= :last AND {_CANDIDATE} AND {_unreferenced()}"
     params = {"cutoff": cutoff, "after": after_id, "last": last_id, "run": run_id, "now": datetime.now(UTC)}
     if dry_run:
         count = text(f"SELECT count(*) FROM contact WHERE {where}").bindparams(_cutoff_param())
-        return BatchResult(last_id, candidates, session.scalar(count, params) or 0)
+        return session.scalar(count, params) or 0
     cols = _columns()
     if is_postgres(session):
         # One statement: the DELETE returns its rows and they go straight into the archive.
@@ -166,7 +189,7 @@ def delete_batch(
         ).rowcount
         if deleted != archived:  # cannot happen under SQLite's single writer; never lose a row if it does
             raise RuntimeError(f"archived {archived} contacts but deleted {deleted}: rolled back")
-    return BatchResult(last_id, candidates, deleted)
+    return deleted
 
 
 def finish_run(*, session: Session, run_id: int, deleted: int, kept: int) -> None:
@@ -273,6 +296,9 @@ class BulkDeleteConfig(BaseModel):
     max_batches: int | None = Field(
         default=None, ge=1, description="Stop after this many batches (the rest waits for the next run)."
     )
+    workers: int = Field(
+        default=2, ge=1, le=8, description="Connections deleting side by side (PostgreSQL; SQLite uses one)."
+    )
     dry_run: bool = Field(default=False, description="Count what would be deleted; change nothing.")
 
 
@@ -292,30 +318,55 @@ class BulkDeleteSummary:
 
 
 def run_bulk_delete(config: BulkDeleteConfig, *, keep_archive_days: int) -> BulkDeleteSummary:
-    """The whole delete, one transaction per batch (each batch's delete and archive commit together)."""
-    from carepath.db import unit_of_work
+    """The whole delete, one transaction per batch (each batch's delete and archive commit together); on
+    PostgreSQL `config.workers` connections delete disjoint id windows side by side."""
+    from carepath.db import get_engine, unit_of_work
 
     with unit_of_work() as session:
         run = start_run(session=session, older_than_days=config.older_than_days, dry_run=config.dry_run)
         summary = BulkDeleteSummary(archive=run.archive, dry_run=config.dry_run, cutoff=run.cutoff)
         run_id = run.id
-    after = 0
-    while config.max_batches is None or summary.batches < config.max_batches:
-        with unit_of_work() as session:
-            batch = delete_batch(
-                session=session,
-                run_id=run_id,
-                cutoff=summary.cutoff,
-                after_id=after,
-                batch_size=config.batch_size,
-                dry_run=config.dry_run,
-            )
-        if batch is None:
-            break
-        after = batch.last_id
-        summary.batches += 1
-        summary.deleted += batch.deleted
-        summary.kept += batch.kept
+    lock = threading.Lock()
+    cursor = {"after": 0}
+
+    def claim() -> tuple[int, int, int] | None:
+        """The next window, taken under a lock so that no two workers get the same ids."""
+        with lock:
+            if config.max_batches is not None and summary.batches >= config.max_batches:
+                return None
+            with unit_of_work() as session:
+                window = next_window(
+                    session=session,
+                    cutoff=summary.cutoff,
+                    after_id=cursor["after"],
+                    batch_size=config.batch_size,
+                )
+            if window is None:
+                return None
+            after, cursor["after"] = cursor["after"], window[0]
+            summary.batches += 1
+            return after, window[0], window[1]
+
+    def work() -> None:
+        while (claimed := claim()) is not None:
+            after, last, candidates = claimed
+            with unit_of_work() as session:
+                deleted = delete_window(
+                    session=session,
+                    run_id=run_id,
+                    cutoff=summary.cutoff,
+                    after_id=after,
+                    last_id=last,
+                    dry_run=config.dry_run,
+                )
+            with lock:
+                summary.deleted += deleted
+                summary.kept += candidates - deleted
+
+    workers = 1 if get_engine().dialect.name == "sqlite" else config.workers  # SQLite: one writer
+    with ThreadPoolExecutor(workers, thread_name_prefix="bulk-delete") as pool:
+        for done in [pool.submit(work) for _ in range(workers)]:
+            done.result()  # a failed batch rolled back alone; committed ones stand (and are archived)
     with unit_of_work() as session:
         summary.ids = sample_ids(
             session=session, run_id=run_id, cutoff=summary.cutoff, dry_run=config.dry_run

@@ -260,7 +260,10 @@ def test_one_run_in_batches_deletes_a_chain_and_restores_it_in_rounds(
     middle = merged(session, master)
     child.merged_into_id = middle.id
     session.commit()
-    summary = run_bulk_delete(BulkDeleteConfig(older_than_days=30, batch_size=1), keep_archive_days=30)
+    # One worker: batch 2 starts after batch 1 committed (side by side, middle would wait for the next run).
+    summary = run_bulk_delete(
+        BulkDeleteConfig(older_than_days=30, batch_size=1, workers=1), keep_archive_days=30
+    )
     assert summary.deleted == 2 and ids(session) == {master.id}
     with session.begin():
         assert restore_archive(session=session, archive=summary.archive).as_json() == {"restored": 2}
@@ -289,3 +292,16 @@ def test_the_flow_publishes_an_artifact_and_returns_the_summary(session: Session
     assert (result["deleted"], result["kept"]) == (1, 0)
     artifact = Artifact.get("bulk-delete-merged-contacts")
     assert artifact is not None and str(gone.id) in artifact.data and result["archive"] in artifact.data
+
+
+def test_workers_side_by_side_delete_exactly_the_unreferenced(session: Session, master: Contact) -> None:
+    flagged = [merged(session, master) for _ in range(20)]
+    for c in flagged[::4]:
+        _case(session, c)
+    session.commit()
+    summary = run_bulk_delete(
+        BulkDeleteConfig(older_than_days=30, batch_size=3, workers=3), keep_archive_days=30
+    )
+    assert (summary.batches, summary.deleted, summary.kept) == (7, 15, 5)
+    assert ids(session) == {master.id} | {c.id for c in flagged[::4]}
+    assert session.scalar(select(func.count()).select_from(ContactArchive)) == 15

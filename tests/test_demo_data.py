@@ -288,3 +288,21 @@ def test_fault_stream_tells_the_story(seeded: tuple[Session, DemoSummary]) -> No
 
     events[0]["message"] = "changed"  # callers get copies, not the cached file
     assert load_demo_faults(now)[0]["message"] != "changed"
+
+
+def test_merged_contacts_give_the_weekly_delete_work(seeded: tuple[Session, DemoSummary]) -> None:
+    from data.merged_contacts import KEPT_TICKET
+    from models import Case
+    from tasks.bulk_delete import delete_batch, start_run
+
+    session, _ = seeded
+    merged = session.scalars(select(Contact).where(Contact.merged_into_id.is_not(None))).all()
+    now = datetime.combine(TODAY, datetime.min.time(), tzinfo=UTC)
+    assert len(merged) == 6 and all(not c.active and c.merged_at < now - timedelta(days=31) for c in merged)
+    with_case = session.scalars(select(Case).where(Case.ticket_number == KEPT_TICKET)).one()
+    assert with_case.contact_id in {c.id for c in merged}
+    run = start_run(session=session, older_than_days=30, dry_run=False, now=now)
+    batch = delete_batch(
+        session=session, run_id=run.id, cutoff=run.cutoff, after_id=0, batch_size=100, dry_run=False
+    )
+    assert (batch.deleted, batch.kept) == (5, 1)
