@@ -165,7 +165,7 @@ def test_the_same_order_twice_creates_nothing_new(session, catalogue) -> None:
 
 
 def test_products_are_recorded_on_the_account_and_unknown_codes_set_aside(session, catalogue) -> None:
-    pump, smoke = catalogue
+    _, smoke = catalogue
     out = qualify(order(products=["CP-SMK-500", "NOPE-1", "cp-smk-500", ""]))
     assert out.products == {"CP-SMK-500": 2}
     assert out.unknown_products == {"NOPE-1": "unknown product code", "''": "unknown product code"}
