@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from carepath.rules.domains import normalise_email
 
 
 class FaultIn(BaseModel):
@@ -115,3 +125,28 @@ class InboundEmailIn(BaseModel):
         )
         body, subtype = (self.text, "plain") if self.text else (self.html or "", "html")
         return f"{kept}\nMIME-Version: 1.0\nContent-Type: text/{subtype}; charset=utf-8\n\n{body}"
+
+
+class WebshopOrderIn(BaseModel):
+    """A web-shop order: `POST /webhooks/webshop/orders` or `carepath webshop-order PATH.json` (extra fields
+    are ignored). The order id is the inbox event id: a resent order is stored, and qualified, once."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    order_id: str = Field(min_length=1, max_length=64, description="The shop's order id (unique).")
+    email: str = Field(min_length=3, max_length=254, description="The buyer's email address.")
+    first_name: str = Field(min_length=1, max_length=100)
+    last_name: str = Field(min_length=1, max_length=100)
+    company: str | None = Field(default=None, max_length=200)
+    phone: str | None = Field(default=None, max_length=32)
+    products: list[str] = Field(default_factory=list, max_length=500, description="Product codes bought.")
+
+    @field_validator("email")
+    @classmethod
+    def _email_is_an_address(cls, value: str) -> str:
+        normalise_email(value)  # ValueError → a validation error naming the field
+        return value
+
+    @property
+    def event_id(self) -> str:
+        return self.order_id

@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     # Webhook receiver
     iot_webhook_secret: SecretStr | None = Field(default=None, description="HMAC secret of device gateways.")
     cases_webhook_secret: SecretStr | None = Field(default=None, description="HMAC secret of case systems.")
+    webshop_webhook_secret: SecretStr | None = Field(default=None, description="HMAC secret of the web shop.")
     webhook_tolerance_seconds: int = Field(default=300, ge=1, description="Accepted signature age (replays).")
     webhook_max_body_bytes: int = Field(default=1_048_576, ge=1024)
     sendgrid_inbound_auth: SecretStr | None = Field(

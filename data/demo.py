@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from data.customers import STORY, account_number, seed_customers
+from data.duplicate_people import seed_likely_duplicate
 from data.reference import load_json, seed_reference
 from models import (
     Account,
@@ -95,6 +96,7 @@ def seed_demo(
     rng = random.Random(seed)
     ref = seed_reference(session, today=today)
     seed_customers(session, rng, ref, accounts=accounts, today=today)
+    seed_likely_duplicate(session)
     return summarise(session, created=True)
 
 

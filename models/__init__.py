@@ -3,7 +3,7 @@
 from models.base import Base
 from models.cases import Activity, Case, CaseStatusChange, ResolutionActivity
 from models.catalog import Device, DeviceFault, Product
-from models.customers import Account, AccountDomain, Consent, Contact, Lead
+from models.customers import Account, AccountDomain, AccountProduct, Consent, Contact, Lead
 from models.enums import (
     ActivityDirection,
     ActivityState,
@@ -46,6 +46,7 @@ from models.service import (
 __all__ = [
     "Account",
     "AccountDomain",
+    "AccountProduct",
     "Activity",
     "ActivityDirection",
     "ActivityState",

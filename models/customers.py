@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, event, func
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, event, func, text
 from sqlalchemy.ext.associationproxy import AssociationProxy, association_proxy
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -123,9 +124,29 @@ class Lead(Base):
     phone: Mapped[str | None] = mapped_column(String(32))
     company: Mapped[str | None] = mapped_column(String(200))
     source: Mapped[str] = mapped_column(String(64), default="webshop")
-    order_ref: Mapped[str | None] = mapped_column(String(64), unique=True)
+    order_ref: Mapped[str | None] = mapped_column(String(64), unique=True)  # the web shop's order id
+    products: Mapped[list[str]] = mapped_column(default=list, server_default=text("'[]'"))  # codes as ordered
+    # Codes of the order that could not be recorded, with the reason: {"CP-NOPE": "unknown product code"}.
+    quarantined_products: Mapped[dict[str, Any] | None]
     state: Mapped[LeadState] = mapped_column(str_enum(LeadState, "lead_state"), default=LeadState.NEW)
     account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     qualified_at: Mapped[datetime | None]
+
+
+class AccountProduct(Base):
+    """A product an account bought: one row per order and product (a replayed order adds nothing)."""
+
+    __tablename__ = "account_product"
+    __table_args__ = (UniqueConstraint("order_ref", "product_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("product.id"))
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("lead.id"))
+    order_ref: Mapped[str] = mapped_column(String(64))
+    quantity: Mapped[int] = mapped_column(default=1)
+    purchased_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The entitlement the product's support plan granted with this purchase, if it carries one.
+    entitlement_id: Mapped[int | None] = mapped_column(ForeignKey("entitlement.id"))

@@ -29,6 +29,7 @@ NEEDS_INPUT = {
     "add-activity": {"ticket", "type", "subject"},
     "close-activity": {"activity_id"},
     "reply-to-customer": {"ticket", "channel", "text", "agent"},
+    "merge-contacts": {"master_id", "duplicate_id"},
 }
 
 
