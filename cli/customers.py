@@ -33,8 +33,16 @@ def cmd_webshop_order(args: argparse.Namespace) -> int:
         return 2
     with unit_of_work() as session:
         outcome = qualify_order(session=session, order=order)
+    for code, why in outcome.unknown_products.items():  # set aside, the rest went through: say so on stderr
+        print(f"order {outcome.order_id}: set aside {code}: {why}", file=sys.stderr)
     if args.json:
-        print(json.dumps(outcome.as_json()))
+        # The operator's contract: exactly these fields (the flow returns the whole outcome).
+        full = outcome.as_json()
+        print(
+            json.dumps(
+                {k: full[k] for k in ("lead", "account", "contact", "account_created", "contact_created")}
+            )
+        )
         return 0
     made = ", ".join(
         w
@@ -45,8 +53,6 @@ def cmd_webshop_order(args: argparse.Namespace) -> int:
         f"order {outcome.order_id}: lead {outcome.lead}, account {outcome.account}, contact {outcome.contact}"
         + (f" ({made})" if made else " (nothing new)" if outcome.replayed else " (existing customer)")
     )
-    for code, why in outcome.unknown_products.items():
-        print(f"  set aside {code}: {why}")
     return 0
 
 
