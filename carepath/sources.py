@@ -27,6 +27,7 @@ from carepath.schemas import (
     CaseStatusIn,
     FaultIn,
     InboundEmailIn,
+    PortalRegistrationIn,
     SendGridEventIn,
     TwilioInboundIn,
     TwilioStatusIn,
@@ -149,6 +150,18 @@ SOURCES: tuple[Source, ...] = (
         schema=InboundEmailIn,
         # Inbound Parse signs nothing: SendGrid posts to https://user:password@host/…, checked here.
         verifier="basic-auth",
+    ),
+    Source(
+        name="portal-registrations",
+        source="portal",
+        kind="registration",
+        event="carepath.portal.registration",
+        deployment="portal-registration",
+        entrypoint="flows/portal_registration.py:portal_registration",
+        batch_size=200,
+        route="/webhooks/portal/registrations",
+        schema=PortalRegistrationIn,
+        verifier="carepath-hmac",
     ),
 )
 

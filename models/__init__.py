@@ -23,6 +23,7 @@ from models.enums import (
 )
 from models.inbox import InboxEvent, WebhookRejection
 from models.messaging import DeliveryEvent, Message
+from models.portal import ContactMergeConflict, PortalRegistration, SignInAttempt
 from models.service import (
     Agent,
     BusinessCalendar,
@@ -61,6 +62,7 @@ __all__ = [
     "Consent",
     "ConsentStatus",
     "Contact",
+    "ContactMergeConflict",
     "DecreaseRemainingOn",
     "DeliveryEvent",
     "Device",
@@ -82,6 +84,7 @@ __all__ = [
     "Message",
     "MessageChannel",
     "MessageStatus",
+    "PortalRegistration",
     "Priority",
     "Product",
     "Queue",
@@ -89,6 +92,7 @@ __all__ = [
     "ResolutionActivity",
     "RoutingRule",
     "RoutingRuleSet",
+    "SignInAttempt",
     "Sla",
     "SlaKpi",
     "Tier",
