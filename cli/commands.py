@@ -573,6 +573,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cli.activities import register as register_activity_commands
 
     register_activity_commands(sub)
+    from cli.portal import register as register_portal_commands
+
+    register_portal_commands(sub)
     p = sub.add_parser("replay", help="put failed inbox events back to pending")
     p.add_argument("--source", default="iot")
     p.add_argument("--kind", default=None)

@@ -12,7 +12,7 @@ from carepath.db import unit_of_work
 from carepath.settings import get_settings
 from carepath.sources import journey_batch_size
 from models import MessageChannel
-from tasks.registration import RegistrationRun, drain_registrations
+from tasks.registration import RegistrationRun, drain_registrations, queued_registration_emails
 
 
 @task(name="decide-portal-registrations", cache_policy=NO_CACHE)
@@ -23,13 +23,16 @@ def decide_registrations(batch_size: int) -> RegistrationRun:
 
 
 @task(name="send-registration-emails", cache_policy=NO_CACHE)
-def send_registration_emails(message_ids: list[int]) -> int:
-    """The polite refusals and the notices to support, handed to the provider (once each: the outbox)."""
+def send_registration_emails() -> int:
+    """The polite refusals and the notices to support still queued (by this run, the webhook's or the
+    command's), handed to the provider: once each, the outbox's key sees to that."""
     from tasks.messaging import drain_outbox
 
-    if not message_ids:
+    with unit_of_work() as session:
+        ids = queued_registration_emails(session=session)
+    if not ids:
         return 0
-    return drain_outbox(settings=get_settings(), channel=MessageChannel.EMAIL, ids=message_ids).sent
+    return drain_outbox(settings=get_settings(), channel=MessageChannel.EMAIL, ids=ids).sent
 
 
 @flow(name="portal-registration")
@@ -43,15 +46,15 @@ def portal_registration(
         batch_size: Registrations decided per transaction.
     """
     outcomes: dict[str, int] = {}
-    claimed = failed = sent = 0
+    claimed = failed = 0
     while True:
         run = decide_registrations(batch_size)  # claim → decide → contact, login, conflicts, emails queued
         claimed, failed = claimed + run.claimed, failed + len(run.errors)
         for outcome, n in run.outcomes.items():
             outcomes[outcome] = outcomes.get(outcome, 0) + n
-        sent += send_registration_emails(run.message_ids)  # tell the registrant and support
         if run.claimed < batch_size:
             break
+    sent = send_registration_emails()  # tell the registrants and support
     figures = {"claimed": claimed, "failed": failed, "emails_sent": sent, **outcomes}
     get_run_logger().info("portal registration: %s", figures)
     return figures

@@ -320,11 +320,10 @@ def _result(session: Session, record: PortalRegistration) -> RegistrationResult:
 
 @dataclass
 class RegistrationRun:
-    """One batch of portal registrations: each outcome, the emails to send, the events that failed."""
+    """One batch of portal registrations: each outcome, and the events that failed."""
 
     claimed: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
-    message_ids: list[int] = field(default_factory=list)
     errors: dict[int, str] = field(default_factory=dict)
 
 
@@ -350,25 +349,29 @@ def drain_registrations(*, session: Session, settings: Settings, limit: int) -> 
             )
             continue
         run.outcomes[result.outcome] = run.outcomes.get(result.outcome, 0) + 1
-        run.message_ids += registration_messages(session=session, registration_id=result.registration_id)
         done.append(event.id)
     mark_failed(session=session, errors=run.errors)
     mark_processed(session=session, ids=done)
     return run
 
 
-def registration_messages(*, session: Session, registration_id: int) -> list[int]:
-    """The ids of the queued emails a registration wrote (to send them right away)."""
-    return list(
-        session.scalars(
-            select(Message.id).where(
-                Message.idempotency_key.in_(
-                    [f"registration:{registration_id}:refused", f"registration:{registration_id}:notice"]
-                ),
-                Message.status == MessageStatus.QUEUED,
+REGISTRATION_STEPS = ("registration_refused", "registration_notice")
+
+
+def queued_registration_emails(*, session: Session, registration_id: int | None = None) -> list[int]:
+    """The ids of registration emails waiting in the outbox (one registration's, or all)."""
+    stmt = select(Message.id).where(
+        Message.status == MessageStatus.QUEUED,
+        Message.case_id.is_(None),
+        Message.journey_step.in_(REGISTRATION_STEPS),
+    )
+    if registration_id is not None:
+        stmt = stmt.where(
+            Message.idempotency_key.in_(
+                [f"registration:{registration_id}:refused", f"registration:{registration_id}:notice"]
             )
         )
-    )
+    return list(session.scalars(stmt.order_by(Message.id)))
 
 
 def submit_registration(
