@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ForeignKey, Index, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, utcnow
+
+if TYPE_CHECKING:
+    from models.customers import Contact
 
 
 class PortalRegistration(Base):
@@ -30,6 +34,8 @@ class PortalRegistration(Base):
     temporary_contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id", ondelete="SET NULL"))
     account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    temporary_contact: Mapped[Contact | None] = relationship(foreign_keys=[temporary_contact_id])
 
 
 class ContactMergeConflict(Base):

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import idna
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from carepath.rules.messaging import is_e164
 from carepath.rules.registration import (
     ALREADY_REGISTERED_MESSAGE,
     MERGED_FIELDS,
@@ -90,19 +91,26 @@ def login_holder(*, session: Session, email: str) -> ExistingContact | None:
     return ExistingContact(row.id, True, row.account_id) if row else None
 
 
-def contact_with_email(*, session: Session, email: str) -> ExistingContact | None:
-    """The active contact with this email (compared case-insensitively), the oldest if there are several;
-    a contact that signs in with it comes first."""
-    holder = login_holder(session=session, email=email)
-    if holder is not None:
-        return holder
-    row = session.execute(
-        select(Contact.id, Contact.portal_login, Contact.account_id)
-        .where(func.lower(Contact.email).in_(email_spellings(email)), Contact.active.is_(True))
+def contact_with_email(*, session: Session, email: str) -> tuple[ExistingContact | None, str | None]:
+    """The contact that signs in with this email (active or not), else the oldest active contact with it
+    (compared case-insensitively), and its account number: one statement, two index lookups."""
+    rows = session.execute(
+        select(Contact.id, Contact.portal_login, Contact.account_id, Account.account_number)
+        .outerjoin(Account, Account.id == Contact.account_id)
+        .where(
+            or_(
+                func.lower(Contact.portal_login) == email,
+                and_(func.lower(Contact.email).in_(email_spellings(email)), Contact.active.is_(True)),
+            )
+        )
         .order_by(Contact.id)
-        .limit(1)
-    ).first()
-    return ExistingContact(row.id, row.portal_login is not None, row.account_id) if row else None
+        .limit(20)
+    ).all()
+    if not rows:
+        return None, None
+    holder = [r for r in rows if r.portal_login is not None and r.portal_login.lower() == email]
+    row = (holder or rows)[0]
+    return ExistingContact(row.id, row.portal_login is not None, row.account_id), row.account_number
 
 
 def register(
@@ -124,7 +132,7 @@ def register(
     now = now or utcnow()
     email = registration.email  # normalised by the schema
     domain = email.rpartition("@")[2]
-    existing = contact_with_email(session=session, email=email)
+    existing, number = contact_with_email(session=session, email=email)
     publics = public_domains(settings.public_email_domains_file)
     known = None
     if existing is None and not is_public_domain(domain, publics):
@@ -140,9 +148,11 @@ def register(
         created_at=now,
     )
     if decision.outcome == "merged":
-        _merge(session, record, decision, registration, now)
+        if not _merge(session, record, decision, registration, now):
+            number = None  # lost a race: the winner's account is looked up
     elif decision.outcome == "linked_to_account":
         _link(session, record, decision, registration, now)
+        number = None
     elif decision.creates_contact:  # refused or for review: kept, deactivated, without a login
         contact = _registration_contact(registration, account_id=None, active=False, login=False)
         session.add(contact)
@@ -154,7 +164,7 @@ def register(
     session.flush()
     if decision.notify_registrant or decision.notify_support:
         _notify(session, record, decision, settings, now)
-    return _result(session, record)
+    return _result(session, record, number)
 
 
 def _registration_contact(
@@ -179,28 +189,27 @@ def _merge(
     decision: RegistrationDecision,
     registration: PortalRegistrationIn,
     now: datetime,
-) -> None:
+) -> bool:
     """The existing contact gains the login (only if it still has none: a racing registration may have won),
-    fields it lacks are filled, differing ones logged; the portal's contact is deactivated, merged into it."""
+    fields it lacks are filled, differing ones logged; the portal's contact is deactivated, merged into it.
+    False when the race was lost (the registration is then already registered)."""
     target = decision.contact_id
     assert target is not None
-    granted = _grant_login(session, target, registration)
-    if not granted:  # lost the race: the other registration's login stands
+    current = _grant_login(session, target, registration)
+    if current is None:  # lost the race: the other registration's login stands
         record.outcome, record.contact_id = "already_registered", target
-        return
-    contact = session.get(Contact, target)
-    assert contact is not None
-    fill, conflicts = merge_fields(
-        {f: getattr(contact, f) for f in MERGED_FIELDS},
-        {f: getattr(registration, f) for f in MERGED_FIELDS},
-    )
-    for name, value in fill.items():
-        setattr(contact, name, value)
-    temporary = _registration_contact(registration, account_id=contact.account_id, active=False, login=False)
+        return False
+    fill, conflicts = merge_fields(current, {f: getattr(registration, f) for f in MERGED_FIELDS})
+    if fill:
+        session.execute(
+            update(Contact)
+            .where(Contact.id == target)
+            .values(**fill, **_phone_check(fill))
+            .execution_options(synchronize_session=False)
+        )
+    temporary = _registration_contact(registration, account_id=decision.account_id, active=False, login=False)
     temporary.merged_into_id, temporary.merged_at = target, now
-    session.add(temporary)
-    session.flush()
-    record.contact_id, record.temporary_contact_id = target, temporary.id
+    record.contact_id, record.temporary_contact = target, temporary
     session.add(record)
     session.flush()
     session.add_all(
@@ -214,24 +223,34 @@ def _merge(
         )
         for c in conflicts
     )
+    return True
 
 
-def _grant_login(session: Session, contact_id: int, registration: PortalRegistrationIn) -> bool:
-    """Give the contact the login unless it has one; False when another registration got there first.
-    The conditional UPDATE waits for a racing writer and re-reads the row; the unique index on
-    lower(portal_login) stops a second contact taking the same login."""
+def _phone_check(fill: dict[str, str]) -> dict[str, object]:
+    """What the ORM keeps beside a phone it writes (models/customers.py), for a phone filled by UPDATE."""
+    if "phone" not in fill:
+        return {}
+    return {"phone_checked": fill["phone"], "phone_valid": is_e164(fill["phone"])}
+
+
+def _grant_login(
+    session: Session, contact_id: int, registration: PortalRegistrationIn
+) -> dict[str, str | None] | None:
+    """Give the contact the login unless it has one, returning the fields a merge compares; None when another
+    registration got there first. The conditional UPDATE waits for a racing writer and re-reads the row; the
+    unique index on lower(portal_login) stops a second contact taking the same login."""
     try:
         with session.begin_nested():
-            changed = session.execute(
+            row = session.execute(
                 update(Contact)
                 .where(Contact.id == contact_id, Contact.portal_login.is_(None))
                 .values(portal_login=registration.email, portal_password_hash=registration.password_hash)
+                .returning(*(getattr(Contact, f) for f in MERGED_FIELDS))
                 .execution_options(synchronize_session=False)
-            ).rowcount
+            ).first()
     except IntegrityError:
-        return False
-    session.expire_all()
-    return changed == 1
+        return None
+    return dict(zip(MERGED_FIELDS, row, strict=True)) if row else None
 
 
 def _link(
@@ -309,12 +328,9 @@ def _notify(
     insert_messages(session=session, rows=rows)
 
 
-def _result(session: Session, record: PortalRegistration) -> RegistrationResult:
-    number = (
-        session.scalar(select(Account.account_number).where(Account.id == record.account_id))
-        if record.account_id is not None
-        else None
-    )
+def _result(session: Session, record: PortalRegistration, number: str | None = None) -> RegistrationResult:
+    if number is None and record.account_id is not None:
+        number = session.scalar(select(Account.account_number).where(Account.id == record.account_id))
     return RegistrationResult(record.outcome, record.contact_id, number, record.id)
 
 
