@@ -150,3 +150,15 @@ def test_the_commands_print_the_contract(session, capsys, engine):
     assert main(["register", "not-an-email", "--first-name", "A", "--last-name", "B", "--json"]) == 2
     assert "not an email address" in capsys.readouterr().err
     assert main(["sign-in", "not-an-email", "x", "--json"]) == 2
+
+
+def test_the_receivers_sign_in_endpoint_limits_by_the_callers_address(session, receiver):
+    member(session)
+    assert receiver.post(
+        "/portal/sign-in", json={"email": "Eleni@helios-energy.gr", "password": "correct horse"}
+    ).json() == {"ok": True, "reason": None}
+    assert receiver.post("/portal/sign-in", json={"email": "who@x.example", "password": "x"}).json() == {
+        "ok": False,
+        "reason": "not_registered",
+    }
+    assert receiver.post("/portal/sign-in", json={"email": "bad", "password": "x"}).status_code == 422
