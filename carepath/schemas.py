@@ -150,3 +150,24 @@ class WebshopOrderIn(BaseModel):
     @property
     def event_id(self) -> str:
         return self.order_id
+
+
+class PortalRegistrationIn(BaseModel):
+    """A portal registration: `POST /webhooks/portal/registrations`. The email is kept normalised (trimmed,
+    lower case, punycode domain). A password arrives only as its Argon2 hash: plain passwords never enter the
+    inbox (without one the login exists and the person sets a password by the reset flow)."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    event_id: str = Field(min_length=1, max_length=128, description="The portal's id for this registration.")
+    email: str = Field(min_length=3, max_length=254)
+    first_name: str = Field(min_length=1, max_length=100)
+    last_name: str = Field(min_length=1, max_length=100)
+    phone: str | None = Field(default=None, max_length=32, description="E.164, e.g. +306912345678.")
+    language: str | None = Field(default=None, max_length=8)
+    password_hash: str | None = Field(default=None, max_length=255, pattern=r"^\$argon2(id|i|d)\$")
+
+    @field_validator("email")
+    @classmethod
+    def _normalised(cls, value: str) -> str:
+        return normalise_email(value)  # ValueError → a 422 naming the field

@@ -27,6 +27,7 @@ from carepath.schemas import (
     CaseStatusIn,
     FaultIn,
     InboundEmailIn,
+    PortalRegistrationIn,
     SendGridEventIn,
     TwilioInboundIn,
     TwilioStatusIn,
@@ -161,6 +162,18 @@ SOURCES: tuple[Source, ...] = (
         batch_size=200,
         route="/webhooks/webshop/orders",
         schema=WebshopOrderIn,  # its order_id is the inbox event id: a resent order is stored once
+        verifier="carepath-hmac",
+    ),
+    Source(
+        name="portal-registrations",
+        source="portal",
+        kind="registration",
+        event="carepath.portal.registration",
+        deployment="portal-registration",
+        entrypoint="flows/portal_registration.py:portal_registration",
+        batch_size=200,
+        route="/webhooks/portal/registrations",
+        schema=PortalRegistrationIn,
         verifier="carepath-hmac",
     ),
 )

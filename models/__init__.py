@@ -23,6 +23,7 @@ from models.enums import (
 )
 from models.inbox import InboxEvent, WebhookRejection
 from models.messaging import DeliveryEvent, Message
+from models.portal import ContactMergeConflict, PortalRegistration, SignInAttempt
 from models.service import (
     Agent,
     BusinessCalendar,
@@ -62,6 +63,7 @@ __all__ = [
     "Consent",
     "ConsentStatus",
     "Contact",
+    "ContactMergeConflict",
     "DecreaseRemainingOn",
     "DeliveryEvent",
     "Device",
@@ -83,6 +85,7 @@ __all__ = [
     "Message",
     "MessageChannel",
     "MessageStatus",
+    "PortalRegistration",
     "Priority",
     "Product",
     "Queue",
@@ -90,6 +93,7 @@ __all__ = [
     "ResolutionActivity",
     "RoutingRule",
     "RoutingRuleSet",
+    "SignInAttempt",
     "Sla",
     "SlaKpi",
     "Tier",

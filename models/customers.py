@@ -9,7 +9,7 @@ from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, event, func,
 from sqlalchemy.ext.associationproxy import AssociationProxy, association_proxy
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from carepath.rules.domains import normalise_domain
+from carepath.rules.domains import email_domain, normalise_domain
 from carepath.rules.messaging import is_e164
 from models.base import Base, str_enum, utcnow
 from models.enums import ConsentStatus, LeadState, MessageChannel, Tier
@@ -59,6 +59,9 @@ class Contact(Base):
         # Flows look contacts up by email without regard to case.
         Index("ix_contact_email_lower", func.lower("email")),
         Index("ix_contact_merged_into_id", "merged_into_id"),
+        # One portal login per email, however it is spelled: two registrations racing for one address
+        # cannot both win (logins are stored normalised; this also holds for a writer that forgets to).
+        Index("uq_contact_portal_login_lower", func.lower("portal_login"), unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -75,7 +78,13 @@ class Contact(Base):
     # IANA name ("Europe/Athens") for showing the customer times; None: guessed from the phone, else UTC.
     time_zone: Mapped[str | None] = mapped_column(String(64))
     account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"), index=True)
-    portal_login: Mapped[str | None] = mapped_column(String(254), unique=True)
+    # The domain of `email`, normalised (lower case, punycode): an account is also known by its contacts'
+    # domains, found by this index. Kept by the ORM when the contact is written, like phone_checked.
+    email_domain: Mapped[str | None] = mapped_column(String(253), index=True)
+    portal_login: Mapped[str | None] = mapped_column(String(254), unique=True)  # the normalised email
+    portal_password_hash: Mapped[str | None] = mapped_column(
+        String(255)
+    )  # Argon2id (PHC string); None: unset
     active: Mapped[bool] = mapped_column(default=True)
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"))
     merged_at: Mapped[datetime | None]  # when it was merged into `merged_into_id` (the weekly delete's clock)
@@ -91,10 +100,21 @@ class Contact(Base):
 
 @event.listens_for(Contact, "before_insert")
 @event.listens_for(Contact, "before_update")
-def _check_phone(mapper, connection, contact: Contact) -> None:
+def _check_phone_and_domain(mapper, connection, contact: Contact) -> None:
     if contact.phone != contact.phone_checked or contact.phone_valid is None:
         contact.phone_checked = contact.phone
         contact.phone_valid = is_e164(contact.phone) if contact.phone else None
+    contact.email_domain = email_domain_or_none(contact.email)
+
+
+def email_domain_or_none(address: str | None) -> str | None:
+    """The normalised domain of an address, or None when there is none (or it is not an address)."""
+    if not address:
+        return None
+    try:
+        return email_domain(address)
+    except ValueError:
+        return None
 
 
 class Consent(Base):

@@ -1,52 +1,32 @@
 """Public and free-mail domains: an address there identifies a person, never a company's account.
 
-A seam: this small built-in set stands in until the maintained list in data/ (issue 16 §1) lands; then
-`is_public_domain` reads that list and every caller (the web shop's qualification, duplicate scoring) follows.
-"""
+One list for every caller (portal registration, web-shop qualification, duplicate scoring): the maintained
+data/public_email_domains.txt (settings: `public_email_domains_file`), read once."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from functools import lru_cache
+from pathlib import Path
+
 from carepath.rules.domains import normalise_domain
 
-# The commonest free-mail providers, the demo customers' countries' own included (GR, PL, PT, IT, GB).
-PUBLIC_DOMAINS: frozenset[str] = frozenset(
-    {
-        "gmail.com",
-        "googlemail.com",
-        "outlook.com",
-        "hotmail.com",
-        "hotmail.co.uk",
-        "live.com",
-        "msn.com",
-        "yahoo.com",
-        "yahoo.co.uk",
-        "yahoo.gr",
-        "icloud.com",
-        "me.com",
-        "aol.com",
-        "gmx.com",
-        "gmx.net",
-        "proton.me",
-        "protonmail.com",
-        "mail.com",
-        "yandex.com",
-        "zoho.com",
-        "otenet.gr",
-        "wp.pl",
-        "o2.pl",
-        "onet.pl",
-        "interia.pl",
-        "sapo.pt",
-        "libero.it",
-        "virgilio.it",
-        "btinternet.com",
-    }
-)
+MAINTAINED_LIST = Path(__file__).resolve().parents[2] / "data" / "public_email_domains.txt"
 
 
-def is_public_domain(domain: str, public_domains: frozenset[str] = PUBLIC_DOMAINS) -> bool:
-    """Whether an address at this domain belongs to a free-mail provider (compared normalised)."""
+@lru_cache(maxsize=4)
+def load_public_domains(path: str = str(MAINTAINED_LIST)) -> frozenset[str]:
+    """The domains of a list file: one per line, `#` starts a comment."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return frozenset(d for d in (line.split("#")[0].strip().lower() for line in lines) if d)
+
+
+def is_public_domain(domain: str, public_domains: Collection[str] | None = None) -> bool:
+    """A public/free-mail domain, or a subdomain of one (`mail.yahoo.co.uk` is Yahoo's), compared
+    normalised; the maintained list unless another is given."""
+    publics = load_public_domains() if public_domains is None else public_domains
     try:
-        return normalise_domain(domain) in public_domains
+        parts = normalise_domain(domain).split(".")
     except ValueError:
         return False
+    return any(".".join(parts[i:]) in publics for i in range(len(parts) - 1))

@@ -2,7 +2,7 @@
 and quarantined product codes
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 
 """
 
@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 import models.base
 
 revision: str = "0015"
-down_revision: str | Sequence[str] | None = "0013"
+down_revision: str | Sequence[str] | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
