@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from carepath.rules.domains import normalise_email
 
 
 class FaultIn(BaseModel):
@@ -115,3 +125,49 @@ class InboundEmailIn(BaseModel):
         )
         body, subtype = (self.text, "plain") if self.text else (self.html or "", "html")
         return f"{kept}\nMIME-Version: 1.0\nContent-Type: text/{subtype}; charset=utf-8\n\n{body}"
+
+
+class WebshopOrderIn(BaseModel):
+    """A web-shop order: `POST /webhooks/webshop/orders` or `carepath webshop-order PATH.json` (extra fields
+    are ignored). The order id is the inbox event id: a resent order is stored, and qualified, once."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    order_id: str = Field(min_length=1, max_length=64, description="The shop's order id (unique).")
+    email: str = Field(min_length=3, max_length=254, description="The buyer's email address.")
+    first_name: str = Field(min_length=1, max_length=100)
+    last_name: str = Field(min_length=1, max_length=100)
+    company: str | None = Field(default=None, max_length=200)
+    phone: str | None = Field(default=None, max_length=32)
+    products: list[str] = Field(default_factory=list, max_length=500, description="Product codes bought.")
+
+    @field_validator("email")
+    @classmethod
+    def _email_is_an_address(cls, value: str) -> str:
+        normalise_email(value)  # ValueError → a validation error naming the field
+        return value
+
+    @property
+    def event_id(self) -> str:
+        return self.order_id
+
+
+class PortalRegistrationIn(BaseModel):
+    """A portal registration: `POST /webhooks/portal/registrations`. The email is kept normalised (trimmed,
+    lower case, punycode domain). A password arrives only as its Argon2 hash: plain passwords never enter the
+    inbox (without one the login exists and the person sets a password by the reset flow)."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    event_id: str = Field(min_length=1, max_length=128, description="The portal's id for this registration.")
+    email: str = Field(min_length=3, max_length=254)
+    first_name: str = Field(min_length=1, max_length=100)
+    last_name: str = Field(min_length=1, max_length=100)
+    phone: str | None = Field(default=None, max_length=32, description="E.164, e.g. +306912345678.")
+    language: str | None = Field(default=None, max_length=8)
+    password_hash: str | None = Field(default=None, max_length=255, pattern=r"^\$argon2(id|i|d)\$")
+
+    @field_validator("email")
+    @classmethod
+    def _normalised(cls, value: str) -> str:
+        return normalise_email(value)  # ValueError → a 422 naming the field

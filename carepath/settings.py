@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     # Webhook receiver
     iot_webhook_secret: SecretStr | None = Field(default=None, description="HMAC secret of device gateways.")
     cases_webhook_secret: SecretStr | None = Field(default=None, description="HMAC secret of case systems.")
+    webshop_webhook_secret: SecretStr | None = Field(default=None, description="HMAC secret of the web shop.")
+    portal_webhook_secret: SecretStr | None = Field(default=None, description="HMAC secret of the portal.")
     webhook_tolerance_seconds: int = Field(default=300, ge=1, description="Accepted signature age (replays).")
     webhook_max_body_bytes: int = Field(default=1_048_576, ge=1024)
     sendgrid_inbound_auth: SecretStr | None = Field(
@@ -127,6 +129,24 @@ class Settings(BaseSettings):
         default=None,
         description="Bearer token of GET /customers/summary on the receiver; unset: the endpoint refuses all.",
     )
+    # Customer portal: registrations and sign-in
+    portal_review_email: str = Field(
+        default="support@carepath.example",
+        description="Who is told of refused registrations and of registrations from unknown domains.",
+    )
+    public_email_domains_file: str = Field(
+        default=str(PROJECT_ROOT / "data" / "public_email_domains.txt"),
+        description="The maintained list of public and free-mail domains (never linked to an account).",
+    )
+    sign_in_max_failures_per_email: int = Field(
+        default=5,
+        ge=1,
+        description="Failed sign-ins per email in the window before every attempt is refused.",
+    )
+    sign_in_max_failures_per_address: int = Field(
+        default=20, ge=1, description="Failed sign-ins per client address in the window before refusal."
+    )
+    sign_in_window_minutes: int = Field(default=15, ge=1, description="The sign-in rate limit's window.")
     reports_dir: str = Field(default=str(PROJECT_ROOT / "out"), description="Where report CSVs are written.")
 
     def webhook_secret(self, source: str) -> SecretStr | None:

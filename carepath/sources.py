@@ -27,9 +27,11 @@ from carepath.schemas import (
     CaseStatusIn,
     FaultIn,
     InboundEmailIn,
+    PortalRegistrationIn,
     SendGridEventIn,
     TwilioInboundIn,
     TwilioStatusIn,
+    WebshopOrderIn,
 )
 
 Verifier = Literal["carepath-hmac", "twilio", "sendgrid", "basic-auth"]
@@ -149,6 +151,30 @@ SOURCES: tuple[Source, ...] = (
         schema=InboundEmailIn,
         # Inbound Parse signs nothing: SendGrid posts to https://user:password@host/…, checked here.
         verifier="basic-auth",
+    ),
+    Source(
+        name="webshop-orders",
+        source="webshop",
+        kind="order",
+        event="carepath.webshop.order",
+        deployment="webshop-order",
+        entrypoint="flows/webshop_order.py:webshop_order",
+        batch_size=200,
+        route="/webhooks/webshop/orders",
+        schema=WebshopOrderIn,  # its order_id is the inbox event id: a resent order is stored once
+        verifier="carepath-hmac",
+    ),
+    Source(
+        name="portal-registrations",
+        source="portal",
+        kind="registration",
+        event="carepath.portal.registration",
+        deployment="portal-registration",
+        entrypoint="flows/portal_registration.py:portal_registration",
+        batch_size=200,
+        route="/webhooks/portal/registrations",
+        schema=PortalRegistrationIn,
+        verifier="carepath-hmac",
     ),
 )
 

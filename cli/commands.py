@@ -576,6 +576,12 @@ def build_parser() -> argparse.ArgumentParser:
     from cli.customers import register as register_customer_commands
 
     register_customer_commands(sub)
+    from cli.portal import register as register_portal_commands
+
+    register_portal_commands(sub)
+    from cli.customer_data import register as register_customer_data_commands
+
+    register_customer_data_commands(sub)
     p = sub.add_parser("replay", help="put failed inbox events back to pending")
     p.add_argument("--source", default="iot")
     p.add_argument("--kind", default=None)

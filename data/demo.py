@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from data.customers import STORY, account_number, seed_customers
+from data.duplicate_people import seed_likely_duplicate
 from data.merged_contacts import seed_merged_contacts
 from data.reference import load_json, seed_reference
 from models import (
@@ -97,6 +98,7 @@ def seed_demo(
     ref = seed_reference(session, today=today)
     seed_customers(session, rng, ref, accounts=accounts, today=today)
     seed_merged_contacts(session, today=today)  # after the random draws: they stay as they were
+    seed_likely_duplicate(session)
     return summarise(session, created=True)
 
 

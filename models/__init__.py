@@ -3,7 +3,7 @@
 from models.base import Base
 from models.cases import Activity, Case, CaseStatusChange, ResolutionActivity
 from models.catalog import Device, DeviceFault, Product
-from models.customers import Account, AccountDomain, Consent, Contact, Lead
+from models.customers import Account, AccountDomain, AccountProduct, Consent, Contact, Lead
 from models.enums import (
     ActivityDirection,
     ActivityState,
@@ -23,6 +23,7 @@ from models.enums import (
 )
 from models.inbox import InboxEvent, WebhookRejection
 from models.messaging import DeliveryEvent, Message
+from models.portal import ContactMergeConflict, PortalRegistration, SignInAttempt
 from models.retention import BulkDeleteRun, ContactArchive
 from models.service import (
     Agent,
@@ -47,6 +48,7 @@ from models.service import (
 __all__ = [
     "Account",
     "AccountDomain",
+    "AccountProduct",
     "Activity",
     "ActivityDirection",
     "ActivityState",
@@ -64,6 +66,7 @@ __all__ = [
     "ConsentStatus",
     "Contact",
     "ContactArchive",
+    "ContactMergeConflict",
     "DecreaseRemainingOn",
     "DeliveryEvent",
     "Device",
@@ -85,6 +88,7 @@ __all__ = [
     "Message",
     "MessageChannel",
     "MessageStatus",
+    "PortalRegistration",
     "Priority",
     "Product",
     "Queue",
@@ -92,6 +96,7 @@ __all__ = [
     "ResolutionActivity",
     "RoutingRule",
     "RoutingRuleSet",
+    "SignInAttempt",
     "Sla",
     "SlaKpi",
     "Tier",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -20,6 +21,9 @@ class Product(Base):
     description: Mapped[str | None] = mapped_column(Text)
     unit_cost: Mapped[float | None]
     skill: Mapped[str | None] = mapped_column(String(32))  # the skill area agents need (routing)
+    # A product that carries a support plan grants its buyer an entitlement:
+    # {"name": str, "cases": int, "months": int, "channels": [Channel values]} (carepath/rules/webshop.py).
+    support_plan: Mapped[dict[str, Any] | None]
 
 
 class Device(Base):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, event, func
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, event, func, text
 from sqlalchemy.ext.associationproxy import AssociationProxy, association_proxy
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from carepath.rules.domains import normalise_domain
+from carepath.rules.domains import email_domain, normalise_domain
 from carepath.rules.messaging import is_e164
 from models.base import Base, str_enum, utcnow
 from models.enums import ConsentStatus, LeadState, MessageChannel, Tier
@@ -58,6 +59,9 @@ class Contact(Base):
         # Flows look contacts up by email without regard to case.
         Index("ix_contact_email_lower", func.lower("email")),
         Index("ix_contact_merged_into_id", "merged_into_id"),
+        # One portal login per email, however it is spelled: two registrations racing for one address
+        # cannot both win (logins are stored normalised; this also holds for a writer that forgets to).
+        Index("uq_contact_portal_login_lower", func.lower("portal_login"), unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -74,7 +78,13 @@ class Contact(Base):
     # IANA name ("Europe/Athens") for showing the customer times; None: guessed from the phone, else UTC.
     time_zone: Mapped[str | None] = mapped_column(String(64))
     account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"), index=True)
-    portal_login: Mapped[str | None] = mapped_column(String(254), unique=True)
+    # The domain of `email`, normalised (lower case, punycode): an account is also known by its contacts'
+    # domains, found by this index. Kept by the ORM when the contact is written, like phone_checked.
+    email_domain: Mapped[str | None] = mapped_column(String(253), index=True)
+    portal_login: Mapped[str | None] = mapped_column(String(254), unique=True)  # the normalised email
+    portal_password_hash: Mapped[str | None] = mapped_column(
+        String(255)
+    )  # Argon2id (PHC string); None: unset
     active: Mapped[bool] = mapped_column(default=True)
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"))
     merged_at: Mapped[datetime | None]  # when it was merged into `merged_into_id` (the weekly delete's clock)
@@ -90,10 +100,21 @@ class Contact(Base):
 
 @event.listens_for(Contact, "before_insert")
 @event.listens_for(Contact, "before_update")
-def _check_phone(mapper, connection, contact: Contact) -> None:
+def _check_phone_and_domain(mapper, connection, contact: Contact) -> None:
     if contact.phone != contact.phone_checked or contact.phone_valid is None:
         contact.phone_checked = contact.phone
         contact.phone_valid = is_e164(contact.phone) if contact.phone else None
+    contact.email_domain = email_domain_or_none(contact.email)
+
+
+def email_domain_or_none(address: str | None) -> str | None:
+    """The normalised domain of an address, or None when there is none (or it is not an address)."""
+    if not address:
+        return None
+    try:
+        return email_domain(address)
+    except ValueError:
+        return None
 
 
 class Consent(Base):
@@ -123,10 +144,30 @@ class Lead(Base):
     phone: Mapped[str | None] = mapped_column(String(32))
     company: Mapped[str | None] = mapped_column(String(200))
     source: Mapped[str] = mapped_column(String(64), default="webshop")
-    order_ref: Mapped[str | None] = mapped_column(String(64), unique=True)
+    order_ref: Mapped[str | None] = mapped_column(String(64), unique=True)  # the web shop's order id
+    products: Mapped[list[str]] = mapped_column(default=list, server_default=text("'[]'"))  # codes as ordered
+    # Codes of the order that could not be recorded, with the reason: {"CP-NOPE": "unknown product code"}.
+    quarantined_products: Mapped[dict[str, Any] | None]
     state: Mapped[LeadState] = mapped_column(str_enum(LeadState, "lead_state"), default=LeadState.NEW)
     account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
     # Indexed: the weekly delete asks, for every merged contact, whether a lead still names it.
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     qualified_at: Mapped[datetime | None]
+
+
+class AccountProduct(Base):
+    """A product an account bought: one row per order and product (a replayed order adds nothing)."""
+
+    __tablename__ = "account_product"
+    __table_args__ = (UniqueConstraint("order_ref", "product_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("product.id"))
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("lead.id"))
+    order_ref: Mapped[str] = mapped_column(String(64))
+    quantity: Mapped[int] = mapped_column(default=1)
+    purchased_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The entitlement the product's support plan granted with this purchase, if it carries one.
+    entitlement_id: Mapped[int | None] = mapped_column(ForeignKey("entitlement.id"))

@@ -15,6 +15,7 @@ from receiver.customers import router as customers_router
 from receiver.db import make_async_engine
 from receiver.errors import Rejected, rejected_handler, signature_handler
 from receiver.inbox_writer import InboxWriter
+from receiver.portal import router as portal_router
 from receiver.signatures import SignatureError
 from receiver.tracking import router as tracking_router
 from receiver.webhooks import router as webhook_router
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhook_router)
     app.include_router(tracking_router)
     app.include_router(customers_router)
+    app.include_router(portal_router)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

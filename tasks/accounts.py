@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from carepath.rules.domains import email_domain, normalise_domain
-from models import AccountDomain
+from models import AccountDomain, Contact
 
 
 def account_for_domain(*, session: Session, domain: str) -> int | None:
@@ -24,3 +24,18 @@ def account_for_email(*, session: Session, address: str) -> int | None:
         return account_for_domain(session=session, domain=email_domain(address))
     except ValueError:
         return None
+
+
+def account_known_by_domain(*, session: Session, domain: str) -> int | None:
+    """The account a (normalised) domain belongs to: one that lists it, else the one account whose active
+    contacts write from it (several: None, it is not known). Both are index lookups."""
+    listed = account_for_domain(session=session, domain=domain)
+    if listed is not None:
+        return listed
+    accounts = session.scalars(
+        select(Contact.account_id)
+        .where(Contact.email_domain == domain, Contact.account_id.is_not(None), Contact.active.is_(True))
+        .group_by(Contact.account_id)
+        .limit(2)
+    ).all()
+    return accounts[0] if len(accounts) == 1 else None

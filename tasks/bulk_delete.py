@@ -3,8 +3,9 @@ every contact something still refers to, and the deleted rows are archived in th
 until the archive is purged.
 
 The references are read from the model's foreign keys (every column that points at contact.id: cases, messages,
-devices, consents, leads, entitlements, contacts merged into this one, and any table added later), plus the
-portal login. Activities hang off cases, so a contact with an activity has a case and is kept by it.
+devices, consents, leads, entitlements, contacts merged into this one, portal registrations and merge conflicts,
+and any table added later), plus the portal login; only the registration log's link to its temporary contact
+does not keep one. Activities hang off cases, so a contact with an activity has a case and is kept by it.
 """
 
 from __future__ import annotations
@@ -60,14 +61,20 @@ def _contact() -> Table:
     return Contact.__table__  # type: ignore[return-value]
 
 
+# References that do not keep a contact: the registration log's link to the temporary contact the portal made
+# (and merged away) exists so that the weekly delete can remove it; the link is set to NULL (ON DELETE SET NULL),
+# the registration itself stays.
+NOT_KEEPING = frozenset({("portal_registration", "temporary_contact_id")})
+
+
 def referencing_columns() -> list[tuple[str, str]]:
-    """(table, column) of every foreign key to contact.id in the model, in a stable order."""
+    """(table, column) of every foreign key to contact.id in the model that keeps a contact, in a stable order."""
     refs = []
     for table in Base.metadata.sorted_tables:
         for fk in table.foreign_keys:
             if fk.column.table.name == "contact" and fk.column.name == "id":
                 refs.append((table.name, fk.parent.name))
-    return sorted(refs)
+    return sorted(set(refs) - NOT_KEEPING)
 
 
 # Merged into another contact, deactivated, and merged (or, never stamped, created) before the cutoff.

@@ -111,6 +111,7 @@ def receiver(engine, monkeypatch: pytest.MonkeyPatch, sendgrid_keys):
 
     monkeypatch.setenv("CAREPATH_IOT_WEBHOOK_SECRET", signing.IOT_SECRET)
     monkeypatch.setenv("CAREPATH_CASES_WEBHOOK_SECRET", signing.CASES_SECRET)
+    monkeypatch.setenv("CAREPATH_PORTAL_WEBHOOK_SECRET", signing.PORTAL_SECRET)
     monkeypatch.setenv("CAREPATH_TWILIO_AUTH_TOKEN", signing.TWILIO_TOKEN)
     monkeypatch.setenv("CAREPATH_SENDGRID_WEBHOOK_PUBLIC_KEY", sendgrid_keys.public_key)
     monkeypatch.setenv("CAREPATH_WEBHOOK_MAX_BODY_BYTES", "65536")

@@ -19,10 +19,12 @@ from models import (
     ConsentStatus,
     Contact,
     ContactArchive,
+    ContactMergeConflict,
     Entitlement,
     Lead,
     Message,
     MessageChannel,
+    PortalRegistration,
 )
 from tasks.bulk_delete import (
     BulkDeleteConfig,
@@ -119,7 +121,24 @@ def _merged_into_it(s: Session, c: Contact) -> None:
     other.active, other.merged_into_id = True, c.id  # an active contact still points at it
 
 
+def _registration(s: Session, c: Contact) -> None:
+    s.add(PortalRegistration(email=c.email, first_name="A", last_name="B", outcome="merged", contact_id=c.id))
+
+
+def _merge_conflict(s: Session, c: Contact) -> None:
+    reg = PortalRegistration(email=c.email, first_name="A", last_name="B", outcome="merged", contact_id=c.id)
+    s.add(reg)
+    s.flush()
+    s.add(
+        ContactMergeConflict(
+            contact_id=c.id, registration_id=reg.id, field="phone", kept_value="1", offered_value="2"
+        )
+    )
+
+
 REFERENCES: dict[str, Callable[[Session, Contact], None]] = {
+    "portal registration": _registration,
+    "merge conflict": _merge_conflict,
     "case": _case,
     "activity": _activity,
     "message": _message,
@@ -305,3 +324,22 @@ def test_workers_side_by_side_delete_exactly_the_unreferenced(session: Session, 
     assert (summary.batches, summary.deleted, summary.kept) == (7, 15, 5)
     assert ids(session) == {master.id} | {c.id for c in flagged[::4]}
     assert session.scalar(select(func.count()).select_from(ContactArchive)) == 15
+
+
+def test_a_registrations_temporary_contact_goes_and_the_registration_stays(
+    session: Session, master: Contact
+) -> None:
+    temporary = merged(session, master)
+    reg = PortalRegistration(
+        email=master.email,
+        first_name="A",
+        last_name="B",
+        outcome="merged",
+        contact_id=master.id,
+        temporary_contact_id=temporary.id,
+    )
+    session.add(reg)
+    session.commit()
+    assert delete()["deleted"] == 1 and temporary.id not in ids(session)
+    session.refresh(reg)
+    assert (reg.contact_id, reg.temporary_contact_id) == (master.id, None)

@@ -30,6 +30,7 @@ NEEDS_INPUT = {
     "close-activity": {"activity_id"},
     "reply-to-customer": {"ticket", "channel", "text", "agent"},
     "customer-summary": {"key"},
+    "merge-contacts": {"master_id", "duplicate_id"},
 }
 
 

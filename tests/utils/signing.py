@@ -13,6 +13,7 @@ from receiver.signatures import sign_carepath
 
 IOT_SECRET = "iot-test-secret"
 CASES_SECRET = "cases-test-secret"
+PORTAL_SECRET = "portal-test-secret"
 TWILIO_TOKEN = "test-token"
 
 

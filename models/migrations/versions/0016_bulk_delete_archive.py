@@ -3,7 +3,7 @@ entitlement.contact_id (the delete asks of every merged contact whether they sti
 PostgreSQL's foreign-key checks on each deleted row)
 
 Revision ID: 0016
-Revises: 0013
+Revises: 0015
 
 """
 
@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 import models.base
 
 revision: str = "0016"
-down_revision: str | Sequence[str] | None = "0013"
+down_revision: str | Sequence[str] | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
