@@ -160,7 +160,8 @@ def test_merge_moves_every_child_record_and_keeps_the_duplicate_deactivated(sess
     assert main(["merge", str(master.id), str(duplicate.id), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert (out["master"], out["merged"]) == ids
-    assert out["moved"] == {
+    # Every table that refers to a contact is found from the schema; those with nothing to move say 0.
+    assert {table: n for table, n in out["moved"].items() if n} == {
         "portal_login": 1,
         "activity": 1,
         "consent": 2,
