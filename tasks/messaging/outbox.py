@@ -137,27 +137,20 @@ def queue_contact_email(
     blocked = email_block_reason(
         email=contact.email if contact else None, consent=consent.value if consent else None
     )
-    key = idempotency_key(case_id, step)
-    insert_messages(
+    return _queue_one(
         session=session,
-        rows=[
-            outbox_row(
-                key=key,
-                channel=MessageChannel.EMAIL,
-                case_id=case_id,
-                contact_id=contact_id,
-                journey_step=step,
-                to_address=contact.email if contact else None,
-                subject=subject[:300],
-                body=body,
-                template=template,
-                blocked=blocked,
-                now=now,
-            )
-        ],
+        key=idempotency_key(case_id, step),
+        channel=MessageChannel.EMAIL,
+        case_id=case_id,
+        contact_id=contact_id,
+        journey_step=step,
+        to_address=contact.email if contact else None,
+        subject=subject[:300],
+        body=body,
+        template=template,
+        blocked=blocked,
+        now=now,
     )
-    message_id = session.scalar(select(Message.id).where(Message.idempotency_key == key))
-    return (None if blocked else message_id), blocked
 
 
 def queue_contact_sms(
@@ -188,23 +181,26 @@ def queue_contact_sms(
         consent=consent.value if consent else None,
         phone_valid=contact.phone_valid if trusted else None,
     )
-    key = idempotency_key(case_id, step)
-    insert_messages(
+    return _queue_one(
         session=session,
-        rows=[
-            outbox_row(
-                key=key,
-                channel=MessageChannel.SMS,
-                case_id=case_id,
-                contact_id=contact_id,
-                journey_step=step,
-                to_address=phone,
-                body=body,
-                template=template,
-                blocked=blocked,
-                now=now,
-            )
-        ],
+        key=idempotency_key(case_id, step),
+        channel=MessageChannel.SMS,
+        case_id=case_id,
+        contact_id=contact_id,
+        journey_step=step,
+        to_address=phone,
+        body=body,
+        template=template,
+        blocked=blocked,
+        now=now,
     )
+
+
+def _queue_one(*, session: Session, key: str, blocked: str | None, **row) -> tuple[int | None, str | None]:
+    """Insert one message (a repeat of its key inserts nothing) and return its id — None when blocked — and
+    the reason it was blocked."""
+    from sqlalchemy import select
+
+    insert_messages(session=session, rows=[outbox_row(key=key, blocked=blocked, **row)])
     message_id = session.scalar(select(Message.id).where(Message.idempotency_key == key))
     return (None if blocked else message_id), blocked
