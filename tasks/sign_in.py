@@ -8,9 +8,10 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
+from carepath.db import is_postgres
 from carepath.rules.domains import normalise_email
 from carepath.rules.registration import SignInLimits, sign_in_reason
 from carepath.settings import Settings
@@ -59,6 +60,12 @@ def sign_in(
     address = normalise_email(email)
     now = now or utcnow()
     since = now - timedelta(minutes=limits.window_minutes)
+    if is_postgres(session):
+        # Count-then-record under a lock per email and per client address (held to the end of the
+        # transaction, always in this order): concurrent attempts cannot each slip one past the limit.
+        # SQLite has one writer at a time already (BEGIN IMMEDIATE).
+        for kind, key in ((1, address), (2, client_address)):
+            session.execute(text("SELECT pg_advisory_xact_lock(:k, hashtext(:v))"), {"k": kind, "v": key})
     # A success clears an email's failures; an address's are counted whatever it signed into.
     last_ok = session.scalar(
         select(func.max(SignInAttempt.attempted_at)).where(

@@ -162,3 +162,33 @@ def test_the_receivers_sign_in_endpoint_limits_by_the_callers_address(session, r
         "reason": "not_registered",
     }
     assert receiver.post("/portal/sign-in", json={"email": "bad", "password": "x"}).status_code == 422
+
+
+def test_concurrent_failures_never_slip_past_the_limit(session):
+    """Two wrong passwords at once with one failure left: one is counted, the other is rate limited."""
+    import threading
+
+    from carepath import db
+
+    member(session)
+    limits = SignInLimits(per_email=1, per_address=20, window_minutes=15)
+    barrier, results = threading.Barrier(2), []
+
+    def worker(n):
+        with db.unit_of_work() as s:
+            barrier.wait()
+            r = sign_in(
+                session=s,
+                email="eleni@helios-energy.gr",
+                password=f"g{n}",
+                client_address=f"198.51.100.{n}",
+                limits=limits,
+            )
+        results.append(r.as_json()["reason"])
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["rate_limited", "wrong_password"]
