@@ -93,6 +93,17 @@ def refresh_entitlements() -> dict[str, int]:
         return refresh_entitlement_states(session=session, on=utcnow().date())
 
 
+@task(cache_policy=NO_CACHE)
+def prune_sign_in_attempts() -> int:
+    """Forget portal sign-in attempts older than a day, or than the rate-limit window if that is longer."""
+    from carepath.settings import get_settings
+    from tasks.sign_in import prune_attempts
+
+    keep = max(timedelta(days=1), timedelta(minutes=get_settings().sign_in_window_minutes))
+    with unit_of_work() as session:
+        return prune_attempts(session=session, older_than=utcnow() - keep)
+
+
 @flow(name="inbox-sweep")
 def inbox_sweep(
     max_attempts: int = 5,
@@ -110,6 +121,7 @@ def inbox_sweep(
     # Here, not in a daily flow: a one-at-a-time minute run keeps states within a minute of the (UTC)
     # date change, for two small set-based updates; case creation checks the dates itself anyway.
     entitlements = refresh_entitlements()
+    pruned = prune_sign_in_attempts()
     announced = announce_unannounced(announce_after_seconds)
     retried = retry_early_callbacks(max_attempts, retry_after_seconds)
     pending = pending_by_kind()
@@ -125,6 +137,7 @@ def inbox_sweep(
         "retried": retried,
         "ran": len(ran),
         "entitlement_states_changed": sum(entitlements.values()),
+        "sign_in_attempts_pruned": pruned,
         **{f"messages_{k}": v for k, v in sent.items()},
     }
     get_run_logger().info("inbox sweep: %s; ran %s", figures, ran or "nothing")

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from carepath.db import is_postgres
@@ -128,3 +128,10 @@ def _verify(stored: str | None, password: str) -> bool:
         return _hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+def prune_attempts(*, session: Session, older_than: datetime, limit: int = 50_000) -> int:
+    """Forget sign-in attempts recorded before `older_than` (past every rate-limit window), at most `limit`
+    per call so one sweep stays short. Returns how many went."""
+    old = select(SignInAttempt.id).where(SignInAttempt.attempted_at < older_than).limit(limit)
+    return session.execute(delete(SignInAttempt).where(SignInAttempt.id.in_(old))).rowcount or 0

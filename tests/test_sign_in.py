@@ -192,3 +192,16 @@ def test_concurrent_failures_never_slip_past_the_limit(session):
     for t in threads:
         t.join()
     assert sorted(results) == ["rate_limited", "wrong_password"]
+
+
+def test_old_attempts_are_pruned_and_recent_ones_kept(session):
+    from models import SignInAttempt
+    from tasks.sign_in import prune_attempts
+
+    member(session)
+    attempt(session, "eleni@helios-energy.gr", "old", now=utcnow() - timedelta(days=2))
+    attempt(session, "eleni@helios-energy.gr", "recent")
+    assert prune_attempts(session=session, older_than=utcnow() - timedelta(days=1)) == 1
+    session.commit()
+    assert session.scalars(select(SignInAttempt.outcome)).all() == ["wrong_password"]
+    session.commit()
