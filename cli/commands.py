@@ -324,6 +324,28 @@ def cmd_sla_monitor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reconcile_entitlements(args: argparse.Namespace) -> int:
+    """One entitlement reconciliation (the same work as the nightly `reconcile-entitlements` deployment)."""
+    from flows.entitlement_reconciliation import write_report
+    from models.base import utcnow
+    from tasks.entitlement_reconciliation import reconcile_entitlements
+
+    with unit_of_work() as session:
+        summary = reconcile_entitlements(session=session, on=utcnow().date(), dry_run=args.dry_run)
+    report = write_report(summary, get_settings().reports_dir)
+    for d in summary.drifts:
+        print(
+            f"{'would correct' if args.dry_run else 'corrected'} {d.name} ({d.channel or 'total'}): "
+            f"stored {d.stored}, expected {d.expected} ({d.held} case(s) hold terms of {d.allocation})",
+            file=sys.stderr,
+        )
+    if args.json:
+        print(json.dumps(summary.as_json()))
+    else:
+        print(", ".join(f"{k} {v}" for k, v in summary.as_json().items()) + f"; report {report}")
+    return 0
+
+
 def cmd_route_cases(args: argparse.Namespace) -> int:
     """One routing pass (the same work as the every-minute `route-cases` deployment)."""
     from tasks.routing import route_pending
@@ -554,6 +576,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sla-monitor", help="move SLA KPIs on and send warnings and failures (once each)")
     p.add_argument("--json", action="store_true", help='print {"states", "warnings_sent", "failures_sent"}')
     p.set_defaults(func=cmd_sla_monitor)
+    p = sub.add_parser(
+        "reconcile-entitlements", help="recompute remaining terms, correct drift, states by date"
+    )
+    p.add_argument("--dry-run", action="store_true", help="report what would change, change nothing")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"checked", "corrected", "activated", "expired", "flagged"}',
+    )
+    p.set_defaults(func=cmd_reconcile_entitlements)
     p = sub.add_parser("route-cases", help="route unrouted cases; give waiting cases to agents with room")
     p.add_argument("--limit", type=int, default=5000, help="cases taken at most per step")
     p.add_argument("--json", action="store_true", help='print {"routed", "assigned", "waiting", "by_queue"}')
