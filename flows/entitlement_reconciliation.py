@@ -17,7 +17,7 @@ from tasks.entitlement_reconciliation import ReconciliationSummary, reconcile_en
 
 def write_report(summary: ReconciliationSummary, reports_dir: str) -> Path:
     """The drift found (and corrected unless a dry run) and the flagged accounts, as a CSV file."""
-    path = Path(reports_dir) / f"entitlement-reconciliation-{utcnow():%Y%m%dT%H%M%SZ}.csv"
+    path = Path(reports_dir) / f"entitlement-reconciliation-{utcnow():%Y%m%dT%H%M%S.%fZ}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as f:
         out = csv.writer(f)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import date, timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 from carepath.settings import get_settings
@@ -89,3 +90,21 @@ def test_states_follow_the_dates_and_customers_without_cover_are_flagged(session
         session.scalar(select(Entitlement.state).where(Entitlement.id == old.id)) == EntitlementState.EXPIRED
     )
     session.commit()
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_the_flow_reports_and_corrects_like_the_command(session, tmp_path, monkeypatch) -> None:
+    from flows.entitlement_reconciliation import reconcile_entitlements_flow
+    from tests.utils.flows import completed
+
+    monkeypatch.setattr(get_settings(), "reports_dir", str(tmp_path))
+    ent = make_entitlement(session, account=make_account(session))
+    session.commit()
+    session.execute(update(Entitlement).where(Entitlement.id == ent.id).values(remaining=2))
+    session.commit()
+
+    assert completed(reconcile_entitlements_flow, dry_run=True)["corrected"] == 1
+    assert completed(reconcile_entitlements_flow)["corrected"] == 1
+    assert session.scalar(select(Entitlement.remaining).where(Entitlement.id == ent.id)) == 15
+    session.commit()
+    assert len(list(tmp_path.glob("entitlement-reconciliation-*.csv"))) == 2
