@@ -62,11 +62,6 @@ class RegistrationResult:
         return ALREADY_REGISTERED_MESSAGE if self.outcome == "already_registered" else None
 
 
-def public_domains(path: str) -> frozenset[str]:
-    """The maintained public/free-mail domain list (data/public_email_domains.txt), read once."""
-    return load_public_domains(path)
-
-
 def email_spellings(email: str) -> list[str]:
     """A normalised address and, for an internationalised domain, its Unicode spelling (contacts written
     before normalisation may hold either)."""
@@ -130,7 +125,7 @@ def register(
     email = registration.email  # normalised by the schema
     domain = email.rpartition("@")[2]
     existing, number = contact_with_email(session=session, email=email)
-    publics = public_domains(settings.public_email_domains_file)
+    publics = load_public_domains(settings.public_email_domains_file)
     known = None
     if existing is None and not is_public_domain(domain, publics):
         known = account_known_by_domain(session=session, domain=domain)

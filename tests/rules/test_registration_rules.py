@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from carepath.rules.public_domains import load_public_domains
 from carepath.rules.registration import (
     ExistingContact,
     FieldConflict,
@@ -14,7 +15,6 @@ from carepath.rules.registration import (
     sign_in_reason,
 )
 from carepath.settings import get_settings
-from tasks.registration import public_domains
 
 PUBLIC = frozenset({"gmail.com", "yahoo.co.uk", "otenet.gr"})
 HAS_LOGIN = ExistingContact(7, True, 3)
@@ -112,7 +112,7 @@ def test_sign_in_reason(registered, password_ok, email_failures, address_failure
 
 
 def test_the_maintained_public_domain_list_covers_the_customers_countries():
-    domains = public_domains(get_settings().public_email_domains_file)
+    domains = load_public_domains(get_settings().public_email_domains_file)
     assert len(domains) >= 300
     # the big ones, then GR, PL, PT, IT, GB, IE, US's own providers (data/people.json's countries)
     for d in (
