@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -148,6 +149,19 @@ class Settings(BaseSettings):
     )
     sign_in_window_minutes: int = Field(default=15, ge=1, description="The sign-in rate limit's window.")
     reports_dir: str = Field(default=str(PROJECT_ROOT / "out"), description="Where report CSVs are written.")
+
+    # Batch jobs (imports, reconciliation, KPI report): the task runner their per-chunk tasks run on
+    batch_task_runner: Literal["threads", "dask"] = Field(
+        default="threads",
+        description="threads: in the flow's process; dask: a Dask cluster (local processes or `dask_address`).",
+    )
+    batch_workers: int = Field(
+        default=1, ge=1, le=64, description="Chunks in flight at once (threads, or local Dask workers)."
+    )
+    dask_address: str | None = Field(
+        default=None,
+        description="Scheduler of an existing Dask cluster (tcp://host:8786); unset: a local cluster per run.",
+    )
 
     def webhook_secret(self, source: str) -> SecretStr | None:
         """The HMAC secret of one of our own sources (iot, cases)."""
