@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, str_enum, utcnow
@@ -262,10 +262,25 @@ class CaseArticle(Base):
 
 
 class Goal(Base):
-    """A KPI target over a period: cases resolved, open cases, SLA compliance…"""
+    """A KPI target over a period, for one agent, one team (a queue) or everyone: cases resolved, open cases,
+    SLA compliance %, median first response (carepath/rules/kpis.py says what each means and which way is
+    better). `actual` is refreshed by the daily KPI report (and `carepath goals --refresh`)."""
 
     __tablename__ = "goal"
-    __table_args__ = (UniqueConstraint("metric", "period_start", "owner_agent_id"),)
+    __table_args__ = (
+        # One goal per metric, period and owner; "everyone" (no owner) too, which a plain unique constraint
+        # would not hold (NULLs differ there).
+        Index(
+            "uq_goal_metric_period_owner",
+            "metric",
+            "period_start",
+            "period_end",
+            text("coalesce(owner_agent_id, 0)"),
+            text("coalesce(owner_queue_id, 0)"),
+            unique=True,
+        ),
+        CheckConstraint("owner_agent_id IS NULL OR owner_queue_id IS NULL", name="one_owner"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
@@ -275,5 +290,6 @@ class Goal(Base):
     target: Mapped[float]
     actual: Mapped[float | None]
     owner_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agent.id"))
+    owner_queue_id: Mapped[int | None] = mapped_column(ForeignKey("queue.id"))  # a team's goal
     computed_at: Mapped[datetime | None]
     description: Mapped[str | None] = mapped_column(Text)
