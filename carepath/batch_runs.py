@@ -9,17 +9,22 @@ task; `batch_task_runner()` decides where those tasks run, so moving a job onto 
 from __future__ import annotations
 
 import logging
+import sys
+from typing import TYPE_CHECKING
 from uuid import UUID
 
-from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
-
 from carepath.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from prefect.task_runners import TaskRunner
 
 log = logging.getLogger("carepath.batch")
 
 
 def batch_task_runner(settings: Settings | None = None) -> TaskRunner:
     """The task runner configured for batch jobs (read when the flow module is imported)."""
+    from prefect.task_runners import ThreadPoolTaskRunner
+
     s = settings or get_settings()
     if s.batch_task_runner == "dask":
         from prefect_dask import DaskTaskRunner  # imported only where Dask is chosen
@@ -31,6 +36,9 @@ def batch_task_runner(settings: Settings | None = None) -> TaskRunner:
 
 
 def _in_flow_run() -> bool:
+    # A process that never imported Prefect runs no flow: the command line keeps its ~2 s import off.
+    if "prefect.context" not in sys.modules:
+        return False
     from prefect.context import FlowRunContext
 
     return FlowRunContext.get() is not None

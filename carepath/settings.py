@@ -149,6 +149,11 @@ class Settings(BaseSettings):
     )
     sign_in_window_minutes: int = Field(default=15, ge=1, description="The sign-in rate limit's window.")
     reports_dir: str = Field(default=str(PROJECT_ROOT / "out"), description="Where report CSVs are written.")
+    # KPI report: cost of support per product
+    support_hourly_rate: float = Field(
+        default=60.0, ge=0, description="Cost of an hour of support work (time on resolutions × this)."
+    )
+    support_currency: str = Field(default="EUR", description="The currency the hourly rate is in (a label).")
 
     # Batch jobs (imports, reconciliation, KPI report): the task runner their per-chunk tasks run on
     batch_task_runner: Literal["threads", "dask"] = Field(

@@ -614,6 +614,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cli.customer_data import register as register_customer_data_commands
 
     register_customer_data_commands(sub)
+    from cli.kpis import register as register_kpi_commands
+
+    register_kpi_commands(sub)
     p = sub.add_parser("replay", help="put failed inbox events back to pending")
     p.add_argument("--source", default="iot")
     p.add_argument("--kind", default=None)
@@ -628,6 +631,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("httpx", "alembic", "sqlalchemy"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # matplotlib's one-off font cache notice ("building the font cache") is no operator's business.
+    logging.getLogger("matplotlib").setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -61,6 +61,7 @@ def test_schedules() -> None:
     by_name = {d["name"]: d for d in DEPLOYMENTS}
     assert by_name["inbox-sweep"]["schedules"][0]["cron"] == "* * * * *"
     assert by_name["delivery-analytics"]["schedules"]
+    assert by_name["kpi-report"]["schedules"] == [{"cron": "0 5 * * *", "timezone": "UTC", "active": True}]
     assert by_name["bulk-delete-merged-contacts"]["schedules"][0] == {
         "cron": "0 2 * * 0",  # Sundays, 02:00 UTC
         "timezone": "UTC",

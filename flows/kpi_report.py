@@ -1,0 +1,81 @@
+"""Daily KPI report: goals measured, the period's figures aggregated in the database, PNG charts and a markdown
+report written, and the report (charts embedded) published as a markdown artifact."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import Field
+
+from carepath.batch_runs import BatchProgress
+from carepath.settings import get_settings
+from tasks.kpi_report import (
+    STEPS,
+    KpiReport,
+    KpiReportConfig,
+    collect_kpis,
+    embedded,
+    render_markdown,
+    write_report,
+)
+
+
+@task(name="collect-kpis", cache_policy=NO_CACHE)
+def collect(config: KpiReportConfig, progress: BatchProgress) -> KpiReport:
+    """Measure the goals and aggregate the report's figures in the database."""
+    return collect_kpis(config, progress=progress)
+
+
+@task(name="write-kpi-report", cache_policy=NO_CACHE)
+def write(report: KpiReport, out_dir: str, progress: BatchProgress) -> list[Path]:
+    """Draw the charts and write the markdown report."""
+    return write_report(report, out_dir, progress=progress)
+
+
+@flow(name="kpi-report")
+def kpi_report_flow(
+    as_of: date | None = None,
+    days: Annotated[int, Field(ge=1, le=366)] = 30,
+    hourly_rate: Annotated[float | None, Field(ge=0)] = None,
+    trend_days: Annotated[int, Field(ge=1, le=183)] = 7,
+    trend_min_count: Annotated[int, Field(ge=1)] = 5,
+    rise_pct: Annotated[float, Field(ge=0)] = 50.0,
+    gap_min_count: Annotated[int, Field(ge=1)] = 5,
+    out_dir: str | None = None,
+) -> dict:
+    """Goals and KPIs of the last days: goal actuals and progress, cases opened and resolved per day, SLA
+    compliance, faults and cost of support per product, what is rising, knowledge articles to write.
+
+    Args:
+        as_of: The report's last day (UTC); empty: today.
+        days: Days the report covers, ending on `as_of`.
+        hourly_rate: Cost of an hour of support work; empty: CAREPATH_SUPPORT_HOURLY_RATE.
+        trend_days: Rising: the last N days against the N days before.
+        trend_min_count: Rising only with at least this many faults or cases in the last N days.
+        rise_pct: Rising: more than this many percent above the N days before.
+        gap_min_count: Knowledge gap: an error code with at least this many faults or cases and no article.
+        out_dir: Folder for the charts and the markdown; empty: CAREPATH_REPORTS_DIR.
+    """
+    config = KpiReportConfig(
+        as_of=as_of,
+        days=days,
+        hourly_rate=hourly_rate,
+        trend_days=trend_days,
+        trend_min_count=trend_min_count,
+        rise_pct=rise_pct,
+        gap_min_count=gap_min_count,
+    )
+    progress = BatchProgress("kpi-report", total=STEPS, logger=get_run_logger())
+    report = collect(config, progress)
+    files = write(report, out_dir or get_settings().reports_dir, progress)
+    create_markdown_artifact(
+        key="kpi-report",
+        markdown=render_markdown(report, embedded(files)),
+        description=f"Service KPIs {report.first} – {report.as_of}; files in {files[-1].parent}",
+    )
+    return report.as_json() | {"files": [str(p) for p in files]}
