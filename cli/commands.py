@@ -424,6 +424,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     figures = iot_fault_journey()
     print_demo_report(figures)
     resolve_demo_case()
+    from cli.kpis import print_demo_kpi_report
+
+    print_demo_kpi_report()
     return 0
 
 

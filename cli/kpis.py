@@ -167,6 +167,26 @@ def cmd_kpi_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_demo_kpi_report() -> None:
+    """The demo's last step: today's KPI figures and goals in a few lines. The charts are left to
+    `carepath kpi-report` (matplotlib's import and four charts would add a second or two to the demo)."""
+    import logging
+
+    from tasks.kpi_report import KpiReportConfig, collect_kpis
+
+    logging.getLogger("carepath.batch").setLevel(logging.WARNING)  # its per-step lines are for long runs
+    report = collect_kpis(KpiReportConfig())
+    t = report.totals
+    sla = "–" if t["sla_compliance_pct"] is None else f"{t['sla_compliance_pct']:g} %"
+    print(
+        f"\nKPIs of the last {report.config.days} days: {t['cases_opened']} case(s) opened, "
+        f"{t['cases_resolved']} resolved, {t['open_cases']} open, SLA compliance {sla}"
+    )
+    for row in report.goals:
+        print(f"  goal {_line(row)}")
+    print("  Charts and the report: carepath kpi-report --out DIR (daily: the kpi-report deployment)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("goal", help="set or remove a goal (per agent, team or everyone, over a period)")
     goal = p.add_subparsers(dest="goal_command", required=True)

@@ -110,7 +110,7 @@ def _is(column, value):
 
 
 def _default_name(session: Session, label: str, owner: Owner, start: date, end: date) -> str:
-    return f"{label}, {owner_label(session, owner)}, {start:%Y-%m-%d}–{end:%Y-%m-%d}"
+    return f"{label}, {owner_label(session, owner)}, {start:%Y-%m-%d} to {end:%Y-%m-%d}"
 
 
 def owner_label(session: Session, owner: Owner) -> str:

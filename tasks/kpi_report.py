@@ -20,7 +20,6 @@ from carepath.rules.kpis import METRICS
 from carepath.settings import Settings, get_settings
 from carepath.sql_time import day_end, day_start
 from models.base import utcnow
-from tasks import kpi_charts
 from tasks.goals import EVERYONE, goal_rows, median_first_response_minutes, open_cases, refresh_goals
 from tasks.kpis import cost_per_product, daily_activity, faults_per_product, knowledge_gaps, rising
 
@@ -161,6 +160,8 @@ CHARTS = ("cases-per-day", "sla-compliance", "faults-per-product", "cost-per-pro
 
 def draw_charts(report: KpiReport, out_dir: Path) -> dict[str, Path]:
     """The four PNG charts of a report, named after its last day (a rerun that day replaces them)."""
+    from tasks import kpi_charts  # matplotlib's import (~0.5 s) only where charts are drawn
+
     stem = f"kpi-report-{report.as_of.isoformat()}"
     paths = {name: out_dir / f"{stem}-{name}.png" for name in CHARTS}
     kpi_charts.cases_per_day_chart(report.daily, paths["cases-per-day"])
