@@ -133,7 +133,8 @@ def cmd_kpi_report(args: argparse.Namespace) -> int:
     """The KPI report, written to --out (default CAREPATH_REPORTS_DIR): charts and markdown."""
     from pydantic import ValidationError
 
-    from tasks.kpi_report import KpiReportConfig, collect_kpis, write_report
+    from carepath.batch_runs import BatchProgress
+    from tasks.kpi_report import STEPS, KpiReportConfig, collect_kpis, write_report
 
     try:
         config = KpiReportConfig(
@@ -150,8 +151,9 @@ def cmd_kpi_report(args: argparse.Namespace) -> int:
         print(f"kpi report refused: {problems}", file=sys.stderr)
         return 2
     ensure_schema()
-    report = collect_kpis(config)
-    files = write_report(report, args.out or get_settings().reports_dir)
+    progress = BatchProgress("kpi-report", total=STEPS)  # a log line per step on stderr
+    report = collect_kpis(config, progress=progress)
+    files = write_report(report, args.out or get_settings().reports_dir, progress=progress)
     if args.json:
         print(json.dumps({"files": [str(p) for p in files]}))
         return 0
