@@ -189,6 +189,18 @@ def reconcile_range(
 def correct_drift(*, session: Session, drifts: list[Drift]) -> list[Drift]:
     """Set each drifted remaining to its expected value where it still holds the value read (one that a case
     moved meanwhile is left to the next run), with a ledger row saying why. Returns the drifts corrected."""
+    if not drifts:
+        return []
+    if is_postgres(session):
+        # The entitlements first, in id order, as the case paths lock them: a use or return of a term on one of
+        # them meanwhile waits for this range's commit instead of deadlocking with it.
+        ids = sorted({d.entitlement_id for d in drifts})
+        session.execute(
+            select(Entitlement.id)
+            .where(in_list(Entitlement.id, ids, session))
+            .order_by(Entitlement.id)
+            .with_for_update()
+        )
     totals = [d for d in drifts if d.channel is None]
     channels = [d for d in drifts if d.channel is not None]
     done = _set_remaining(session, "entitlement", ["id"], totals)
