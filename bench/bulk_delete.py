@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
 
     url = prepare(server, args.merged)
     os.environ["CAREPATH_DATABASE_URL"] = url
+    import carepath.batch_runs  # noqa: F401  (its progress reporting imports Prefect: loaded, as in a flow run)
     from carepath import db
     from carepath.settings import reset_settings
     from tasks.bulk_delete import BulkDeleteConfig, run_bulk_delete

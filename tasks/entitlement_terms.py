@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import and_, delete, literal, or_, select, update
+from sqlalchemy import and_, delete, literal, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from carepath.bulk import bulk_insert, in_list
@@ -409,14 +409,18 @@ def _date_transitions(on: date):
     ]
 
 
-def refresh_entitlement_states(*, session: Session, on: date) -> dict[str, int]:
+def refresh_entitlement_states(
+    *, session: Session, on: date, ids: tuple[int, int] | None = None
+) -> dict[str, int]:
     """Move entitlements to the state their dates call for (waiting → active on the start date, active →
-    expired after the end date), set-based, with a ledger row for each. Returns how many moved, by change."""
+    expired after the end date), set-based, with a ledger row for each. Returns how many moved, by change.
+    `ids` (after, last): only the entitlements with ids in that range (a reconciliation chunk)."""
     e, ledger = Entitlement.__table__, EntitlementLedger.__table__
     now, moved = utcnow(), {}
+    in_range = true() if ids is None else and_(e.c.id > ids[0], e.c.id <= ids[1])
     for leaving, entering, when in _date_transitions(on):
         for state in leaving:
-            which = and_(e.c.state == state, when)
+            which = and_(e.c.state == state, when, in_range)
             session.execute(
                 ledger.insert().from_select(
                     ["entitlement_id", "change", "remaining_after", "reason", "at"],

@@ -3,6 +3,7 @@ batches; the archive restores them (once)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
@@ -219,6 +220,25 @@ def test_batches_cover_everything_and_max_batches_stops_early(session: Session, 
     assert ids(session) == {master.id, flagged[3].id}
 
 
+def test_each_batch_logs_its_counts(session: Session, master: Contact, caplog) -> None:
+    flagged = [merged(session, master) for _ in range(7)]
+    _message(session, flagged[3])
+    session.commit()
+    config = BulkDeleteConfig(older_than_days=30, batch_size=2, workers=1)
+    with caplog.at_level(logging.INFO, logger="carepath.batch"):
+        run_bulk_delete(config.model_copy(update={"max_batches": 1, "dry_run": True}), keep_archive_days=30)
+        run_bulk_delete(config, keep_archive_days=30)
+    lines = [r.getMessage() for r in caplog.records if r.name == "carepath.batch"]
+    job = "bulk-delete-merged-contacts: batch"
+    assert lines == [
+        f"{job} 1, 2 rows of 2 done (deleted 2, kept 0)",  # at most one batch of two: the total is 2
+        f"{job} 1, 2 rows of 7 done (deleted 2, kept 0)",
+        f"{job} 2, 4 rows of 7 done (deleted 1, kept 1)",  # flagged[3] has a message
+        f"{job} 3, 6 rows of 7 done (deleted 2, kept 0)",
+        f"{job} 4, 7 rows of 7 done (deleted 1, kept 0)",
+    ]
+
+
 def test_restore_brings_them_back_once(session: Session, master: Contact) -> None:
     flagged = [merged(session, master) for _ in range(3)]
     before = {c.id: (c.email, c.account_id, c.merged_into_id, c.merged_at, c.created_at) for c in flagged}
@@ -311,6 +331,9 @@ def test_the_flow_publishes_an_artifact_and_returns_the_summary(session: Session
     assert (result["deleted"], result["kept"]) == (1, 0)
     artifact = Artifact.get("bulk-delete-merged-contacts")
     assert artifact is not None and str(gone.id) in artifact.data and result["archive"] in artifact.data
+    progress = Artifact.get("bulk-delete-merged-contacts-progress")
+    assert progress is not None and progress.type == "progress"
+    assert (progress.data, progress.description) == (100.0, "bulk-delete-merged-contacts: 1 rows, done")
 
 
 def test_workers_side_by_side_delete_exactly_the_unreferenced(session: Session, master: Contact) -> None:
