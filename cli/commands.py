@@ -614,6 +614,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cli.customer_data import register as register_customer_data_commands
 
     register_customer_data_commands(sub)
+    from cli.imports import register as register_import_commands
+
+    register_import_commands(sub)
     p = sub.add_parser("replay", help="put failed inbox events back to pending")
     p.add_argument("--source", default="iot")
     p.add_argument("--kind", default=None)
