@@ -197,3 +197,17 @@ def text_frame(values: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     for column in columns:
         out[column] = values[column].fillna("").astype(str).str.strip()
     return out
+
+
+def expectations_table(suite_name: str, failed: Counter[str], warned: Counter[str] | None = None) -> str:
+    """The suite's expectations as a markdown table: what each checks and how many rows failed it."""
+    spec = load_suite_json(suite_name)
+    warned = warned or Counter()
+    lines = ["| expectation | checks | severity | rows failing |", "|---|---|---|---|"]
+    for e in spec["expectations"]:
+        name, severity = e["meta"]["name"], e.get("severity", "critical")
+        count = warned[name] if severity == "warning" else failed[name]
+        lines.append(f"| `{name}` | {e.get('description', '')} | {severity} | {count:,} |")
+    for name in sorted(set(failed) - {e["meta"]["name"] for e in spec["expectations"]}):
+        lines.append(f"| `{name}` | (not in the suite) | critical | {failed[name]:,} |")
+    return "\n".join(lines)

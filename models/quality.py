@@ -31,7 +31,7 @@ class QuarantinedRow(Base):
     kind: Mapped[str] = mapped_column(String(32))  # contacts, accounts, faults, inbox_faults
     source: Mapped[str] = mapped_column(String(255))  # the file's name, or "inbox"
     file_sha256: Mapped[str | None] = mapped_column(String(64))
-    row_number: Mapped[int | None]  # the record's number in the file, 1 = the first row after the header
+    row_number: Mapped[int | None]  # CSV: as a spreadsheet numbers it (header = 1); Parquet: from 1
     inbox_event_id: Mapped[int | None]
     raw: Mapped[dict[str, Any]]  # the row's values as they arrived (text, or the event's payload)
     failed_expectations: Mapped[list[str]]  # the suite's expectation names

@@ -11,10 +11,10 @@ from __future__ import annotations
 from functools import lru_cache
 
 import pandas as pd
-from sqlalchemy import String, bindparam, func, or_, select, text, update
+from sqlalchemy import ARRAY, String, Text, bindparam, cast, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from carepath.bulk import bulk_insert, in_list
+from carepath.bulk import bulk_insert, in_list, pg_array_literal
 from carepath.db import is_postgres
 from carepath.quality import ROW
 from carepath.rules.domains import normalise_domain
@@ -68,26 +68,37 @@ def derive(session: Session, frame: pd.DataFrame) -> dict[int, list[str]]:
     return {row: ["email_is_valid"] for row, key in zip(frame[ROW], keys) if key is None}
 
 
+def _lower_in(column, values: list[str], session: Session):
+    """`lower(column) IN values` (on PostgreSQL one array parameter, `= ANY(…)`, which the lower() index serves)."""
+    lowered = func.lower(column, type_=String)
+    if is_postgres(session):
+        return lowered.op("=")(
+            func.any(cast(bindparam(None, pg_array_literal(values), type_=Text), ARRAY(Text)))
+        )
+    return lowered.in_(values)
+
+
 def _existing(session: Session, emails: list[str]) -> dict[str, tuple]:
     """Each email's contact: the one signing in with it, else the oldest active one with it."""
-    spellings = [s for e in emails for s in email_spellings(e)]
     c = Contact.__table__.c
-    rows = session.execute(
-        select(c.id, c.email, c.portal_login, c.active, c.first_name, c.last_name, c.phone, c.account_id)
-        .where(
-            or_(
-                in_list(func.lower(c.portal_login, type_=String), emails, session),
-                in_list(func.lower(c.email, type_=String), spellings, session),
-            )
-        )
-        .order_by(c.id)
-    ).all()
     by_login, by_email = {}, {}
-    for r in rows:
-        if r.portal_login:
-            by_login.setdefault(normalised_email(r.portal_login), r)
-        if r.active and r.email:
-            by_email.setdefault(normalised_email(r.email), r)
+    for start in range(0, len(emails), 5000):  # SQLite binds each value: stay well under its limit
+        some = emails[start : start + 5000]
+        rows = session.execute(
+            select(c.id, c.email, c.portal_login, c.active, c.first_name, c.last_name, c.phone, c.account_id)
+            .where(
+                or_(
+                    _lower_in(c.portal_login, some, session),
+                    _lower_in(c.email, [s for e in some for s in email_spellings(e)], session),
+                )
+            )
+            .order_by(c.id)
+        ).all()
+        for r in rows:
+            if r.portal_login:
+                by_login.setdefault(normalised_email(r.portal_login), r)
+            if r.active and r.email:
+                by_email.setdefault(normalised_email(r.email), r)
     return {e: by_login.get(e) or by_email.get(e) for e in emails if by_login.get(e) or by_email.get(e)}
 
 

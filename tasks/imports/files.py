@@ -121,10 +121,11 @@ def _match_header(name: str, header: Sequence[str], columns: Sequence[str]) -> d
 
 
 def read_chunks(source: SourceFile, rows: int) -> Iterator[pd.DataFrame]:
-    """The required columns, `rows` at a time, as text ("" for a missing value), with `_row` (1 = the first
-    row after the header)."""
+    """The required columns, `rows` at a time, as text ("" for a missing value), with `_row`: the row number a
+    spreadsheet shows for a CSV record (the header is row 1, so the first record is row 2), the record's number
+    from 1 in a Parquet file."""
     required = list(source.columns)
-    first = 1
+    first = 2 if source.format == "csv" else 1
     for chunk in _csv_chunks(source, rows) if source.format == "csv" else _parquet_chunks(source, rows):
         chunk = chunk[required]
         chunk.index = pd.RangeIndex(first, first + len(chunk))
