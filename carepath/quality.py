@@ -134,11 +134,39 @@ def warm_up(suite: str | None = None) -> None:
         _suite(suite, suite_path(suite).stat().st_mtime_ns)
 
 
-def validate(suite_name: str, frame: pd.DataFrame, *, parameters: dict[str, Any] | None = None) -> Validation:
-    """Validate `frame` (with a `_row` column) against the suite; name each failing row's expectations."""
+def validate(
+    suite_name: str,
+    frame: pd.DataFrame,
+    *,
+    parameters: dict[str, Any] | None = None,
+    screened: bool = False,
+) -> Validation:
+    """Validate `frame` (with a `_row` column) against the suite; name each failing row's expectations.
+
+    `screened` (the IoT drain, where a batch costs milliseconds): the suite's checks are first evaluated with
+    the very pandas operations GX's own metrics run (`screen`), and Great Expectations validates only the rows
+    that may fail, to name what they failed; a clean batch never loads GX. Files are validated whole by GX.
+    """
     result = Validation(suite_name, len(frame))
     if frame.empty:
         return result
+    if screened:
+        suspect = screen(suite_name, frame, parameters or {})
+        if suspect is not None:
+            if not suspect.any():
+                result.outcomes = [
+                    ExpectationOutcome(
+                        e["meta"]["name"],
+                        e["type"],
+                        e["kwargs"].get("column"),
+                        e.get("severity", "critical"),
+                        e.get("description", ""),
+                        0,
+                    )
+                    for e in load_suite_json(suite_name)["expectations"]
+                ]
+                return result
+            frame = frame[suspect.to_numpy()]
     suite = _suite(suite_name, suite_path(suite_name).stat().st_mtime_ns)
     with _lock:
         batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
@@ -169,6 +197,72 @@ def validate(suite_name: str, frame: pd.DataFrame, *, parameters: dict[str, Any]
             )
         )
     return result
+
+
+def screen(suite_name: str, frame: pd.DataFrame, parameters: dict[str, Any]) -> pd.Series | None:
+    """The rows that may fail one of the suite's expectations (warnings too), found with the pandas
+    operations GX's metrics use for those expectation types; None when the suite holds an expectation this
+    cannot screen exactly (a row condition, `mostly`, another type): then GX validates every row.
+    tests/rules/test_quality.py holds the screen to GX's own verdicts on every suite, expectation by expectation."""
+    masks = screen_each(suite_name, frame, parameters)
+    if masks is None:
+        return None
+    suspect = pd.Series(False, index=frame.index)
+    for mask in masks.values():
+        suspect |= mask
+    return suspect
+
+
+def screen_each(
+    suite_name: str, frame: pd.DataFrame, parameters: dict[str, Any]
+) -> dict[str, pd.Series] | None:
+    """Each expectation's unexpected rows as the screen finds them (by name), or None (see `screen`)."""
+    masks = {}
+    for e in load_suite_json(suite_name)["expectations"]:
+        kw = e["kwargs"]
+        check = _SCREENS.get(e["type"])
+        if check is None or kw.get("row_condition") or kw.get("mostly", 1) != 1:
+            return None
+        masks[e["meta"]["name"]] = check(frame[kw["column"]], kw, parameters)
+    return masks
+
+
+def _bound(value: Any, parameters: dict[str, Any], column: pd.Series) -> Any:
+    if isinstance(value, dict):  # {"$PARAMETER": name}
+        value = parameters[value["$PARAMETER"]]
+    if value is not None and isinstance(value, str) and pd.api.types.is_datetime64_any_dtype(column):
+        value = pd.Timestamp(value)
+    return value
+
+
+def _outside(
+    values: pd.Series, kw: dict[str, Any], parameters: dict[str, Any], column: pd.Series
+) -> pd.Series:
+    low, high = (
+        _bound(kw.get("min_value"), parameters, column),
+        _bound(kw.get("max_value"), parameters, column),
+    )
+    out = pd.Series(False, index=values.index)
+    if low is not None:
+        out |= (values <= low) if kw.get("strict_min") else (values < low)
+    if high is not None:
+        out |= (values >= high) if kw.get("strict_max") else (values > high)
+    return out.fillna(False).astype(bool)
+
+
+# Expectation type → its unexpected rows, as GX's pandas metrics find them (a null is unexpected only to
+# not_be_null: the others skip nulls).
+_SCREENS = {
+    "expect_column_values_to_match_regex": lambda c, kw, p: (
+        c.notna() & ~c.astype(str).str.contains(kw["regex"]).fillna(False).astype(bool)
+    ),
+    "expect_column_values_to_not_be_null": lambda c, kw, p: c.isna(),
+    "expect_column_values_to_be_in_set": lambda c, kw, p: c.notna() & ~c.isin(kw["value_set"]),
+    "expect_column_values_to_be_between": lambda c, kw, p: c.notna() & _outside(c, kw, p, c),
+    "expect_column_value_lengths_to_be_between": lambda c, kw, p: (
+        c.notna() & _outside(c.astype(str).str.len(), kw, p, c)
+    ),
+}
 
 
 def _plain(value: Any) -> Any:

@@ -162,3 +162,100 @@ def test_validate_names_each_failing_row_and_keeps_warnings_apart() -> None:
         in table
     )
     assert table.count("\n") == len(STABLE_NAMES["inbox_faults"]) + 1
+
+
+def adversarial_frame(suite: str, rows: int = 90) -> pd.DataFrame:
+    """Every column the suite reads, filled with awkward values (empty, null, huge, unicode, edges)."""
+    now = pd.Timestamp.now(tz="UTC")
+    texts = [
+        "",
+        " ",
+        "a",
+        "a@b.co",
+        "é@ελλάδα.gr",
+        "a@-b.com",
+        "+306912345678",
+        "0030",
+        "x" * 300,
+        "y" * 600,
+        "gold",
+        "GOLD",
+        "platinum",
+        "-12",
+        "12.5",
+        "007",
+        "2026-11-20T10:00:00Z",
+        "DEV-1",
+        None,
+    ]
+    numbers = [float("nan"), -1.0, 0.0, 14.0, 1_000_000.0, 1_000_001.0, 1e20]
+    times = [
+        pd.NaT,
+        now - pd.Timedelta(days=1),
+        now + pd.Timedelta(minutes=4),
+        now + pd.Timedelta(minutes=6),
+        now + pd.Timedelta(days=365),
+    ]
+    flags = [True, False, None, 1, 0]
+    frame = pd.DataFrame({quality.ROW: range(rows)})
+    for k, e in enumerate(json.loads(quality.suite_path(suite).read_text())["expectations"], start=3):
+        column = e["kwargs"]["column"]
+        if column in frame:
+            continue
+        if column.endswith("__number"):
+            frame[column] = pd.Series(
+                [numbers[(i * 3 + k) % len(numbers)] for i in range(rows)], dtype="float64"
+            )
+        elif column.endswith("__utc"):
+            frame[column] = pd.to_datetime(
+                pd.Series([times[(i * 2 + k) % len(times)] for i in range(rows)]), utc=True
+            )
+        elif "__" in column:
+            frame[column] = pd.Series([flags[(i * 3 + k) % len(flags)] for i in range(rows)], dtype=object)
+        else:
+            frame[column] = pd.Series([texts[(i * 7 + k) % len(texts)] for i in range(rows)], dtype=object)
+    return frame
+
+
+@pytest.mark.parametrize("suite", sorted(STABLE_NAMES))
+def test_the_screen_finds_exactly_the_rows_great_expectations_fails(suite: str) -> None:
+    """The drain screens a batch with pandas before asking GX: it must never let a row through that GX fails."""
+    frame = adversarial_frame(suite)
+    parameters = {"now_plus_skew": (datetime.now(UTC) + timedelta(minutes=5)).isoformat()}
+
+    by_gx = quality.validate(suite, frame, parameters=parameters)
+    masks = quality.screen_each(suite, frame, parameters)
+    screened = quality.validate(suite, frame, parameters=parameters, screened=True)
+
+    assert masks is not None
+    for name in STABLE_NAMES[suite]:
+        gx_rows = {
+            row for found in (by_gx.failed, by_gx.warned) for row, names in found.items() if name in names
+        }
+        screen_rows = set(frame.loc[masks[name].to_numpy(), quality.ROW])
+        assert screen_rows == gx_rows, name
+        assert 0 < len(gx_rows) < len(frame), (
+            f"{name}: the frame should hold rows that pass and rows that fail"
+        )
+    assert (screened.failed, screened.warned) == (by_gx.failed, by_gx.warned)
+
+
+def test_a_clean_batch_is_screened_without_a_gx_call(monkeypatch) -> None:
+    frame = pd.DataFrame(
+        {
+            quality.ROW: [1],
+            "device_id": ["DEV-1"],
+            "error_code": ["14"],
+            "occurred_at": ["2026-11-20T10:00:00Z"],
+            "owner_phone": [""],
+        }
+    )
+    frame["error_code__number"] = quality.integer_values(frame["error_code"])
+    frame["occurred_at__utc"] = quality.timestamp_values(frame["occurred_at"])
+    monkeypatch.setattr(quality, "_batch_definition", lambda: pytest.fail("GX was asked"))
+
+    v = quality.validate(
+        "inbox_faults", frame, parameters={"now_plus_skew": datetime.now(UTC).isoformat()}, screened=True
+    )
+
+    assert (v.failed, v.warned, [o.unexpected for o in v.outcomes]) == ({}, {}, [0] * 6)
