@@ -18,6 +18,7 @@ USAGE = {
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Validate, quarantine and load one file; exit 0 when the import ran (quarantined rows or not)."""
+    from carepath.batch_runs import BatchProgress
     from tasks.imports import KINDS
     from tasks.imports.files import ImportFileError
     from tasks.imports.run import import_source, inspect_source
@@ -25,7 +26,12 @@ def cmd_import(args: argparse.Namespace) -> int:
     kind = KINDS[args.kind]
     try:
         source = inspect_source(kind, args.path)
-        summary = import_source(kind, source)
+        progress = BatchProgress(f"import-{args.kind}", total=source.rows)  # a log line (stderr) per chunk
+        summary = import_source(
+            kind,
+            source,
+            on_chunk=lambda c: progress.advance(c.rows, loaded=c.loaded, quarantined=c.quarantined),
+        )
     except ImportFileError as exc:
         print(f"cannot import {args.kind}: {exc}", file=sys.stderr)
         return 2

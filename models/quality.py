@@ -46,5 +46,5 @@ class ImportKey(Base):
     _repr_label = "key"
 
     run_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    key: Mapped[str] = mapped_column(String(254), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # the key's sha256 (hex)
     seen_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -67,23 +67,27 @@ def gate_claimed_faults(
     """Validate the claim's materialised faults and refused payloads; move failing faults from `claim.faults`
     to `claim.errors` (named), name the refused ones' failures, quarantine every failing event."""
     refused = _payloads(session, list(claim.errors)) if claim.errors else {}
+    # A critical fault may open a case and text the device's owner: only those rows carry the owner's phone.
+    texts = [is_critical(f.error_code, threshold) for f in claim.faults]
+    phones = _owner_phones(session, {f.device_id for f, t in zip(claim.faults, texts) if t})
     rows = [
-        (f.ref, f.device_id, str(f.error_code), f.occurred_at.isoformat(), f.device_id, f.error_code)
-        for f in claim.faults
+        (
+            f.ref,
+            f.device_id,
+            str(f.error_code),
+            f.occurred_at.isoformat(),
+            phones.get(f.device_id) if t else "",
+        )
+        for f, t in zip(claim.faults, texts)
     ]
     rows += [
-        (ref, _text(p.get("device_id")), _text(p.get("error_code")), _text(p.get("occurred_at")), None, None)
+        (ref, _text(p.get("device_id")), _text(p.get("error_code")), _text(p.get("occurred_at")), "")
         for ref, p in refused.items()
         if isinstance(p, dict)
     ]
     if not rows:
         return GateSummary()
-    phones = _owner_phones(session, {r[4] for r in rows if r[4] and is_critical(r[5], threshold)})
-    frame = pd.DataFrame(
-        [(ref, d, code, at, phones.get(owner, "") if owner else "") for ref, d, code, at, owner, _ in rows],
-        columns=[quality.ROW, *COLUMNS],
-        dtype=object,
-    )
+    frame = pd.DataFrame(rows, columns=[quality.ROW, *COLUMNS], dtype=object)
     frame = quality.text_frame(frame, COLUMNS).assign(**{quality.ROW: frame[quality.ROW]})
     frame["error_code__number"] = quality.integer_values(frame["error_code"])
     frame["occurred_at__utc"] = quality.timestamp_values(frame["occurred_at"])

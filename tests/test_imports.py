@@ -135,6 +135,19 @@ def test_the_same_contacts_file_twice_loads_nothing_new_and_keeps_one_quarantine
     assert count(session, QuarantinedRow) == 1
 
 
+def test_an_overlong_key_is_quarantined_not_a_database_error(session, tmp_path) -> None:
+    long_email = "x" * 250 + "@example.com"  # 262 characters: longer than any column that could hold it
+    csv = write(
+        tmp_path / "c.csv",
+        f"email,first_name,last_name,phone,account_number\n{long_email},Long,Name,,\n{long_email},Long,Again,,\n",
+    )
+    assert run_import("contacts", csv) == {
+        "loaded": 0,
+        "quarantined": 2,
+        "failed_expectations": {"email_at_most_254_characters": 2, "email_is_unique_in_file": 1},
+    }
+
+
 def test_a_row_quarantined_for_an_unknown_account_loads_once_the_account_exists(session, tmp_path) -> None:
     csv = write(
         tmp_path / "c.csv",

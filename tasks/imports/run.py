@@ -7,6 +7,7 @@ holds a few chunks whatever the file's size.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable
@@ -49,7 +50,6 @@ class ImportKind:
 class ChunkResult:
     """What one chunk came to (plain data: it travels back from a task runner)."""
 
-    first: int
     rows: int
     loaded: int
     quarantined: int
@@ -108,9 +108,7 @@ def import_chunk(kind: ImportKind, source: SourceFile, chunk: pd.DataFrame, run_
     with unit_of_work() as session:
         extra = kind.derive(session, frame)
         frame[f"{kind.key}__first_in_file"] = first_in_file(session=session, run_id=run_id, keys=frame[KEY])
-        private = [
-            c for c in frame.columns if c.startswith("_") and c != ROW
-        ]  # the loader's, not the suite's
+        private = [c for c in frame.columns if c.startswith("_") and c != ROW]  # the loader's
         validation = quality.validate(kind.name, frame.drop(columns=private), parameters=gate_parameters())
         failed = validation.failed
         for row, names in extra.items():
@@ -133,7 +131,6 @@ def import_chunk(kind: ImportKind, source: SourceFile, chunk: pd.DataFrame, run_
             still_bad=failed.keys(),
         )
     return ChunkResult(
-        first=first,
         rows=len(frame),
         loaded=loaded,
         quarantined=len(bad),
@@ -145,10 +142,11 @@ def import_chunk(kind: ImportKind, source: SourceFile, chunk: pd.DataFrame, run_
 def first_in_file(*, session: Session, run_id: str, keys: pd.Series) -> list[bool | None]:
     """For each key: True where no earlier row of this run's file had it, False for a repeat, None for no key.
 
-    The keys live in `import_key` for the run, so a repeat is found across chunks (and across workers) with
-    the database's memory, not the process's.
+    The keys live in `import_key` for the run (as sha256 digests: any length, and no email kept in a scratch
+    table), so a repeat is found across chunks (and across workers) with the database's memory, not the
+    process's.
     """
-    present = keys[keys.notna()]
+    present = keys[keys.notna()].map(lambda k: hashlib.sha256(str(k).encode()).hexdigest())
     repeat_in_chunk = present.duplicated()
     distinct = list(dict.fromkeys(present))
     new: set[str] = set()
@@ -161,11 +159,8 @@ def first_in_file(*, session: Session, run_id: str, keys: pd.Series) -> list[boo
             returning=["key"],
         )
         new = {r.key for r in inserted}
-    out: list[bool | None] = [None] * len(keys)
-    for pos, (index, key) in enumerate(keys.items()):
-        if key is not None and not (isinstance(key, float) and pd.isna(key)):
-            out[pos] = key in new and not repeat_in_chunk.get(index, False)
-    return out
+    digests = present.to_dict()
+    return [(digests[i] in new and not repeat_in_chunk[i]) if i in digests else None for i in keys.index]
 
 
 class Submit(Protocol):

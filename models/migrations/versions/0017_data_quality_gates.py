@@ -43,7 +43,7 @@ def upgrade() -> None:
     op.create_table(
         "import_key",
         sa.Column("run_id", sa.String(length=36), nullable=False),
-        sa.Column("key", sa.String(length=254), nullable=False),
+        sa.Column("key", sa.String(length=64), nullable=False),
         sa.Column("seen_at", _WHEN, nullable=False),
         sa.PrimaryKeyConstraint("run_id", "key", name=op.f("pk_import_key")),
     )
