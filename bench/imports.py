@@ -196,7 +196,9 @@ def main() -> None:
         for name in args.kinds:
             kind, write, ext = WRITERS[name]
             peaks = []
-            for seed, n in enumerate((args.rows, args.rows * args.factor), start=1):
+            for seed, n in enumerate(
+                (args.rows, args.rows * args.factor), start=10 * (1 + list(WRITERS).index(name))
+            ):
                 path = write(workdir / f"{name}-{n}.{ext}", n, seed)
                 done = subprocess.run(
                     [sys.executable, "-m", "bench.imports", "--child", kind, str(path), url],
