@@ -52,10 +52,12 @@ def start_worker(url: str, ready) -> None:
     os.environ["CAREPATH_DATABASE_URL"] = url
     import tasks.faults  # noqa: F401  (prefect and the rest)
     from carepath import db
+    from carepath.quality import warm_up
     from carepath.settings import reset_settings
 
     reset_settings()
     db.reset_engine()
+    warm_up("inbox_faults")  # the drain's data-quality gate: Great Expectations imported once per worker
     with db.get_engine().connect():
         pass
     ready.wait()
@@ -94,6 +96,9 @@ def drain_round(args: argparse.Namespace, url: str) -> tuple[float, float, Drain
         f"setup: {args.devices:,} devices, {args.faults:,} pending faults in {time.perf_counter() - t:.1f} s"
     )
     if args.workers == 1:
+        from carepath.quality import warm_up
+
+        warm_up("inbox_faults")
         t = time.perf_counter()
         total = drain_worker(args.batch_size)
         return time.perf_counter() - t, 0.0, total

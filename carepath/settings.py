@@ -168,6 +168,23 @@ class Settings(BaseSettings):
         description="Scheduler of an existing Dask cluster (tcp://host:8786); unset: a local cluster per run.",
     )
 
+    # Data-quality gates (Great Expectations suites) and file imports
+    expectations_dir: str = Field(
+        default=str(PROJECT_ROOT / "data" / "expectations"),
+        description="Where the expectation suites (GX suite JSON, one file per gate) are kept.",
+    )
+    import_chunk_rows: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Rows of an imported file validated and loaded at once.",
+    )
+    clock_skew_seconds: int = Field(
+        default=300,
+        ge=0,
+        description="How far in the future a reported time may be (device clocks drift) before a gate refuses it.",
+    )
+
     def webhook_secret(self, source: str) -> SecretStr | None:
         """The HMAC secret of one of our own sources (iot, cases)."""
         return getattr(self, f"{source}_webhook_secret", None)

@@ -629,6 +629,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cli.kpis import register as register_kpi_commands
 
     register_kpi_commands(sub)
+    from cli.imports import register as register_import_commands
+
+    register_import_commands(sub)
     p = sub.add_parser("replay", help="put failed inbox events back to pending")
     p.add_argument("--source", default="iot")
     p.add_argument("--kind", default=None)

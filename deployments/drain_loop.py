@@ -46,6 +46,9 @@ def run(poll_seconds: float = 0.2) -> None:
     """Poll the inbox and run whichever journeys have pending work, until SIGTERM or Ctrl-C."""
     flows = {name: load_flow(journey.entrypoint) for name, journey in journeys().items()}
     flows["outbox"] = load_flow("flows/outbox.py:outbox")
+    from carepath.quality import warm_up
+
+    warm_up("inbox_faults")  # Great Expectations loads in seconds: now, not in the first fault's time to SMS
     stopping = False
 
     def stop(*_: object) -> None:

@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import Field
 
+from carepath.quality import expectations_table
 from carepath.rules.faults import FaultRules
 from carepath.settings import get_settings
 from carepath.sources import journey_batch_size
@@ -65,6 +66,7 @@ def report(drained: DrainSummary, sent: SendSummary) -> dict[str, int]:
     figures = {
         "faults_claimed": drained.claimed,
         "faults_failed": drained.failed,
+        "faults_quarantined": drained.gate.quarantined,
         "critical_faults": drained.critical,
         "cases_opened": drained.cases_opened,
         "faults_attached": drained.faults_attached,
@@ -77,9 +79,14 @@ def report(drained: DrainSummary, sent: SendSummary) -> dict[str, int]:
     get_run_logger().info("IoT fault journey: %s", figures)
     rows = "\n".join(f"| {k.replace('_', ' ')} | {v} |" for k, v in figures.items())
     failures = "\n".join(f"- inbox event {i}: {why}" for i, why in list(drained.errors.items())[:20])
+    gate = drained.gate
+    validation = (
+        f"## Data-quality gate (suite `inbox_faults`): {gate.validated:,} faults validated, "
+        f"{gate.quarantined:,} quarantined\n\n{expectations_table('inbox_faults', gate.failed, gate.warned)}"
+    )
     create_markdown_artifact(
         key="iot-fault-journey",
-        markdown=f"# IoT fault journey\n\n| figure | count |\n|---|---|\n{rows}\n\n{failures}",
+        markdown=f"# IoT fault journey\n\n| figure | count |\n|---|---|\n{rows}\n\n{failures}\n\n{validation}",
         description="Faults drained, cases opened and SMS sent in this run",
     )
     return figures

@@ -24,6 +24,7 @@ from models.enums import (
 from models.inbox import InboxEvent, WebhookRejection
 from models.messaging import DeliveryEvent, Message
 from models.portal import ContactMergeConflict, PortalRegistration, SignInAttempt
+from models.quality import ImportKey, QuarantinedRow
 from models.retention import BulkDeleteRun, ContactArchive
 from models.service import (
     Agent,
@@ -78,6 +79,7 @@ __all__ = [
     "EntitlementUse",
     "Goal",
     "Holiday",
+    "ImportKey",
     "InboxEvent",
     "InboxState",
     "KnowledgeArticle",
@@ -91,6 +93,7 @@ __all__ = [
     "PortalRegistration",
     "Priority",
     "Product",
+    "QuarantinedRow",
     "Queue",
     "QueueItem",
     "ResolutionActivity",

@@ -79,12 +79,15 @@ class ClaimedFaults:
     routine: list[int] = field(default_factory=list)
 
 
-def claim_faults(*, session: Session, limit: int, threshold: int | None = None) -> ClaimedFaults:
+def claim_faults(
+    *, session: Session, limit: int, threshold: int | None = None, not_after: datetime | None = None
+) -> ClaimedFaults:
     """Claim up to `limit` pending faults, marking them processed (the caller marks the bad ones failed, in
     the same transaction); return how many, the valid faults, and each invalid one's reason.
 
     With the critical `threshold`, PostgreSQL also sets apart the routine faults (see `ClaimedFaults`), so the
-    bulk of a batch costs no Python objects at all.
+    bulk of a batch costs no Python objects at all. A fault dated after `not_after` is never routine: the
+    data-quality gate (tasks/fault_gate.py) sees it.
     """
     if not is_postgres(session):
         events = claim_pending(session=session, source="iot", kind="fault", limit=limit)
@@ -121,7 +124,7 @@ def claim_faults(*, session: Session, limit: int, threshold: int | None = None) 
                 slow.append(ref)
                 continue
             canonical.add(ref)
-            if known and not maybe_critical:
+            if known and not maybe_critical and (not_after is None or at <= not_after):
                 routine.append((ref, device_id, error_code, at, message))
                 continue
             faults.append(Fault(ref, device_id, error_code, at, message))

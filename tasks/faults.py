@@ -27,6 +27,7 @@ from models.base import utcnow
 from tasks.cases import NewIotCase, attach_faults_to_open_cases, find_open_cases, open_iot_cases
 from tasks.device_cases import DeviceOwner
 from tasks.fault_claims import claim_faults
+from tasks.fault_gate import GateSummary, gate_claimed_faults, gate_horizon
 from tasks.inbox import mark_failed
 from tasks.messaging import queue_fault_sms
 from tasks.routing import route_and_assign
@@ -46,6 +47,7 @@ class DrainSummary:
     sms_queued: int = 0
     sms_blocked: int = 0
     errors: dict[int, str] = field(default_factory=dict)
+    gate: GateSummary = field(default_factory=GateSummary)  # the inbox_faults data-quality gate
 
     def add(self, other: DrainSummary) -> None:
         for name in (
@@ -60,6 +62,7 @@ class DrainSummary:
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.update(other.errors)
+        self.gate.add(other.gate)
 
 
 def load_known_devices(*, session: Session, device_ids: set[str]) -> set[str]:
@@ -215,9 +218,11 @@ def drain_fault_batch(
     *, session: Session, rules: FaultRules, limit: int, tracking_url, sms_status_callback: str | None
 ) -> DrainSummary:
     """Claim up to `limit` faults → keep the critical ones → open or reuse cases → queue the SMS → mark done."""
-    claim = claim_faults(session=session, limit=limit, threshold=rules.threshold)
+    not_after = gate_horizon()
+    claim = claim_faults(session=session, limit=limit, threshold=rules.threshold, not_after=not_after)
+    gate = gate_claimed_faults(session=session, claim=claim, threshold=rules.threshold, not_after=not_after)
     faults, errors = claim.faults, claim.errors
-    summary = DrainSummary(claimed=claim.count)
+    summary = DrainSummary(claimed=claim.count, gate=gate)
     if not claim.count:
         return summary
     registered = claim.registered | load_known_devices(

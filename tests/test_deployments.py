@@ -31,6 +31,9 @@ NEEDS_INPUT = {
     "reply-to-customer": {"ticket", "channel", "text", "agent"},
     "customer-summary": {"key"},
     "merge-contacts": {"master_id", "duplicate_id"},
+    "import-contacts": {"path"},
+    "import-accounts": {"path"},
+    "import-faults": {"path"},
 }
 
 
