@@ -14,6 +14,9 @@ def main() -> int:
     # The ephemeral Prefect server a local run starts would report usage to Prefect, and print an ERROR when it
     # cannot (no internet here); an operator who wants it sets the variable.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Prefect waits 20 s for the ephemeral server a local run starts; a busy 2-core machine (a test suite
+    # beside it) has been seen to need more, and the demo then failed on a time-out, not on its work.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     root = str(PROJECT_ROOT)
     if root not in sys.path:
         sys.path.insert(0, root)
