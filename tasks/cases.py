@@ -186,10 +186,13 @@ def attach_faults_to_open_cases(
     now = utcnow()
     if is_postgres(session):
         # Lock in id order first (concurrent drains then queue instead of deadlocking), then one
-        # statement for the whole batch, the values travelling as arrays.
+        # statement for the whole batch, the values travelling as arrays. NO KEY UPDATE is the lock the
+        # UPDATE takes anyway: it keeps drains apart but lets another drain insert a fault referring to
+        # the case (its foreign-key check takes KEY SHARE) without waiting for this one to commit.
         session.execute(
             text(
-                "SELECT id FROM support_case WHERE id = ANY(CAST(:ids AS integer[])) ORDER BY id FOR UPDATE"
+                "SELECT id FROM support_case WHERE id = ANY(CAST(:ids AS integer[])) ORDER BY id "
+                "FOR NO KEY UPDATE"
             ),
             {"ids": pg_array_literal(p["b_id"] for p in params)},
         )

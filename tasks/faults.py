@@ -220,6 +220,9 @@ def drain_fault_batch(
     summary = DrainSummary(claimed=claim.count)
     if not claim.count:
         return summary
+    # Routine faults first: they lock nothing another drain waits for, so they are done before this batch
+    # opens cases and attaches faults (from then on a drain on the same devices waits for this commit).
+    record_routine_faults(session=session, inbox_ids=claim.routine)
     registered = claim.registered | load_known_devices(
         session=session,
         device_ids={f.device_id for f in faults if f.ref not in claim.canonical} - claim.registered,
@@ -273,14 +276,12 @@ def drain_fault_batch(
                     for d in p.decisions
                 )
         plans = [p for p in plans if p.device_id not in refused]
-    route_and_assign(session=session, case_ids=[c.id for c in opened.values()])
     start_kpis_for_cases(session=session, case_ids=[c.id for c in opened.values()])
     open_cases.update(raced)  # another worker opened these first: attach instead
     attached = [p for p in plans if p.attached and p.device_id not in opened]
     attach_faults_to_open_cases(session=session, plans=attached, case_ids=open_cases)
     case_ids = {**open_cases, **{d: c.id for d, c in opened.items()}}
     record_faults(session=session, plans=plans, case_ids=case_ids, routine=routine, canonical=claim.canonical)
-    record_routine_faults(session=session, inbox_ids=claim.routine)
 
     queued, blocked = queue_fault_sms(
         session=session,
@@ -289,6 +290,9 @@ def drain_fault_batch(
         tracking_url=tracking_url,
         status_callback=sms_status_callback,
     )
+    # Last: routing locks every active agent's row (assignment counts their loads), and holds the locks
+    # until this batch commits; a concurrent drain waits for them.
+    route_and_assign(session=session, case_ids=[c.id for c in opened.values()])
     mark_failed(session=session, errors=errors)
 
     summary.failed, summary.errors = len(errors), errors
