@@ -38,14 +38,15 @@ def pg_array_literal(values: Iterable[Any]) -> str:
         # ISO text has no comma, quote, brace or space: no quoting needed.
         return "{" + ",".join(_iso_texts(values, nulls)) + "}"
     else:
-        if not nulls:
-            # The common case in one join: strings with nothing to escape, each quoted.
-            try:
-                joined = '","'.join(values)
-            except TypeError:  # not all strings: each converted below
-                joined = None
-            if joined is not None and "\\" not in joined and '"' not in joined:
+        # The common case without a call per value: strings with nothing to escape, each quoted.
+        try:
+            joined = '","'.join([v for v in values if v is not None] if nulls else values)
+        except TypeError:  # not all strings: each converted below
+            joined = None
+        if joined is not None and "\\" not in joined and '"' not in joined:
+            if not nulls:
                 return '{"' + joined + '"}'
+            return "{" + ",".join(["NULL" if v is None else '"' + v + '"' for v in values]) + "}"
         text_of = _quoted_text
     if not nulls:
         return "{" + ",".join(map(text_of, values)) + "}"
