@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, case, select, text, update
 from sqlalchemy.orm import Session
 
-from carepath.bulk import bulk_insert, in_list, pg_array_literal
+from carepath.bulk import bulk_insert_columns, in_list, pg_array_literal
 from carepath.db import is_postgres
 from carepath.rules.faults import DevicePlan, case_title
 from carepath.rules.tickets import new_ticket_number, new_tracking_token
@@ -62,11 +62,26 @@ class NewIotCase:
         )
 
 
+# PostgreSQL: a look-up in that partial unique index per device, whatever the statistics say (with
+# `= ANY(…)` of thousands of ids the planner read every active case). OFFSET 0 keeps the nested loop.
+_PG_OPEN_CASES = text(
+    """
+    SELECT v.device_id, c.id FROM unnest(CAST(:ids AS varchar[])) AS v(device_id)
+    CROSS JOIN LATERAL (
+        SELECT id FROM support_case WHERE device_id = v.device_id AND status = 'active' OFFSET 0
+    ) AS c
+    """
+)
+
+
 def find_open_cases(*, session: Session, device_ids: Iterable[str]) -> dict[str, int]:
     """The open case of each device that has one (at most one each: a partial unique index says so)."""
     device_ids = list(device_ids)
     if not device_ids:
         return {}
+    if is_postgres(session):
+        rows = session.connection().execute(_PG_OPEN_CASES, {"ids": pg_array_literal(device_ids)})
+        return {device_id: case_id for device_id, case_id in rows}
     stmt = select(Case.device_id, Case.id).where(
         Case.status == CaseStatus.ACTIVE, in_list(Case.device_id, device_ids, session)
     )
@@ -93,34 +108,31 @@ def open_iot_cases(
         on=now.date(),
     )
     refused = {d: t.refusal for d, t in decided.items() if t.refusal is not None}
-    rows = []
-    for c in cases:
-        if c.device_id in refused:
-            continue
-        rows.append(
-            {
-                "ticket_number": new_ticket_number(),
-                "tracking_token": new_tracking_token(),
-                "title": c.title,
-                "description": c.description,
-                "account_id": c.account_id,
-                "contact_id": c.contact_id,
-                "product_id": c.product_id,
-                "device_id": c.device_id,
-                "error_code": c.error_code,
-                "priority": Priority.CRITICAL,
-                "origin": Channel.IOT,
-                "status": CaseStatus.ACTIVE,
-                "status_reason": "in_progress",
-                "entitlement_id": decided[c.device_id].entitlement_id,
-                "fault_occurrences": c.occurrences,
-                "fault_frequency": c.frequency,
-                "first_fault_at": c.first_fault_at,
-                "last_fault_at": c.last_fault_at,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
+    kept = [c for c in cases if c.device_id not in refused] if refused else cases
+    n = len(kept)
+    # Column by column (one array each on PostgreSQL), in device order.
+    columns = {
+        "ticket_number": [new_ticket_number() for _ in range(n)],
+        "tracking_token": [new_tracking_token() for _ in range(n)],
+        "title": [c.title for c in kept],
+        "description": [c.description for c in kept],
+        "account_id": [c.account_id for c in kept],
+        "contact_id": [c.contact_id for c in kept],
+        "product_id": [c.product_id for c in kept],
+        "device_id": [c.device_id for c in kept],
+        "error_code": [c.error_code for c in kept],
+        "priority": [Priority.CRITICAL] * n,
+        "origin": [Channel.IOT] * n,
+        "status": [CaseStatus.ACTIVE] * n,
+        "status_reason": ["in_progress"] * n,
+        "entitlement_id": [decided[c.device_id].entitlement_id for c in kept],
+        "fault_occurrences": [c.occurrences for c in kept],
+        "fault_frequency": [c.frequency for c in kept],
+        "first_fault_at": [c.first_fault_at for c in kept],
+        "last_fault_at": [c.last_fault_at for c in kept],
+        "created_at": [now] * n,
+        "updated_at": [now] * n,
+    }
     by_device = {c.device_id: c for c in cases}
     opened = {
         r.device_id: OpenedCase(
@@ -131,10 +143,10 @@ def open_iot_cases(
             by_device[r.device_id].contact_id,
             by_device[r.device_id].error_code,
         )
-        for r in bulk_insert(
+        for r in bulk_insert_columns(
             session,
             Case.__table__,
-            rows,
+            columns,
             conflict_columns=["device_id"],
             conflict_where="status = 'active'",
             returning=["id", "device_id", "ticket_number", "tracking_token"],
@@ -186,10 +198,13 @@ def attach_faults_to_open_cases(
     now = utcnow()
     if is_postgres(session):
         # Lock in id order first (concurrent drains then queue instead of deadlocking), then one
-        # statement for the whole batch, the values travelling as arrays.
+        # statement for the whole batch, the values travelling as arrays. NO KEY UPDATE is the lock the
+        # UPDATE takes anyway: it keeps drains apart but lets another drain insert a fault referring to
+        # the case (its foreign-key check takes KEY SHARE) without waiting for this one to commit.
         session.execute(
             text(
-                "SELECT id FROM support_case WHERE id = ANY(CAST(:ids AS integer[])) ORDER BY id FOR UPDATE"
+                "SELECT id FROM support_case WHERE id = ANY(CAST(:ids AS integer[])) ORDER BY id "
+                "FOR NO KEY UPDATE"
             ),
             {"ids": pg_array_literal(p["b_id"] for p in params)},
         )
@@ -236,7 +251,8 @@ def attach_faults_to_open_cases(
 def record_status_changes(*, session: Session, changes: list[dict], source: str) -> None:
     """Append rows to the cases' status history."""
     if changes:
-        now = utcnow()
-        bulk_insert(
-            session, CaseStatusChange.__table__, [{"source": source, "changed_at": now, **c} for c in changes]
-        )
+        now, n = utcnow(), len(changes)
+        columns = {"source": [source] * n, "changed_at": [now] * n}
+        for name in changes[0]:
+            columns[name] = [c[name] for c in changes]
+        bulk_insert_columns(session, CaseStatusChange.__table__, columns)

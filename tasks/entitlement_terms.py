@@ -95,13 +95,16 @@ def load_terms_in_force(
     if locked:
         fresh = dict(
             session.execute(
-                select(e.id, e.remaining).where(e.id.in_(locked)).order_by(e.id).with_for_update()
+                select(e.id, e.remaining)
+                .where(in_list(e.id, locked, session))
+                .order_by(e.id)
+                .with_for_update()
             ).all()
         )
     ch = EntitlementChannel
     own: dict[int, dict[str, tuple[int, int]]] = {}
     channel_rows = select(ch.entitlement_id, ch.channel, ch.remaining, ch.allocation).where(
-        ch.entitlement_id.in_(ids)
+        in_list(ch.entitlement_id, ids, session)
     )
     if locked:
         channel_rows = channel_rows.order_by(ch.entitlement_id, ch.channel).with_for_update()

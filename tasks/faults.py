@@ -74,10 +74,45 @@ def load_known_devices(*, session: Session, device_ids: set[str]) -> set[str]:
     )
 
 
+# PostgreSQL: one index look-up per device id, whatever the statistics say. (A device id list of thousands
+# against `= ANY(…)` let the planner hash-join whole tables, or scan a fault log it had analysed empty.)
+# OFFSET 0 keeps each LATERAL subquery a nested loop instead of being merged into one join.
+_PG_OWNERS = """
+    SELECT o.* FROM unnest(CAST(%(ids)s AS varchar[])) AS v(device_id)
+    CROSS JOIN LATERAL (
+        SELECT d.device_id, c.id, c.account_id, c.first_name, c.phone, c.phone_checked, c.phone_valid,
+               c.language, s.status, p.id, p.name, p.sku
+        FROM device d
+        JOIN contact c ON c.id = d.owner_contact_id
+        LEFT JOIN product p ON p.id = d.product_id
+        LEFT JOIN consent s ON s.contact_id = c.id AND s.channel = 'sms'
+        WHERE d.device_id = v.device_id
+        OFFSET 0
+    ) AS o
+    """  # a psycopg2 statement: parameters as %(name)s
+_PG_RECENT_FAULT_TIMES = text(
+    """
+    SELECT v.device_id, f.occurred_at FROM unnest(CAST(:ids AS varchar[])) AS v(device_id)
+    CROSS JOIN LATERAL (
+        SELECT occurred_at FROM device_fault
+        WHERE device_id = v.device_id AND occurred_at >= :since AND occurred_at <= :until
+        OFFSET 0
+    ) AS f
+    """
+).columns(
+    device_id=DeviceFault.__table__.c.device_id.type, occurred_at=DeviceFault.__table__.c.occurred_at.type
+)
+
+
 def load_device_owners(*, session: Session, device_ids: set[str]) -> dict[str, DeviceOwner]:
     """Each device's owner, contact details, SMS consent and product, in one query."""
     if not device_ids:
         return {}
+    if is_postgres(session):
+        with session.connection().connection.cursor() as cursor:  # plain driver tuples
+            cursor.execute(_PG_OWNERS, {"ids": pg_array_literal(device_ids)})
+            rows = cursor.fetchall()
+        return {row[0]: _owner(row, row[8]) for row in rows}
     stmt = (
         select(
             Device.device_id,
@@ -99,21 +134,27 @@ def load_device_owners(*, session: Session, device_ids: set[str]) -> dict[str, D
         .where(in_list(Device.device_id, device_ids, session))
     )
     return {
-        row[0]: DeviceOwner(
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            row[4],
-            row[6] if row[5] == row[4] else None,
-            row[7] or "en",
-            row[8].value if row[8] else None,
-            row[9],
-            row[10],
-            row[11],
-        )
+        row[0]: _owner(row, row[8].value if row[8] else None)
         for row in session.connection().execute(stmt).tuples()
     }
+
+
+def _owner(row, sms_consent: str | None) -> DeviceOwner:
+    """(device id, contact id, account id, first name, phone, phone checked, phone valid, language,
+    consent, product id, name, SKU) → the owner; a phone check counts only for the number it checked."""
+    return DeviceOwner(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[6] if row[5] == row[4] else None,
+        row[7] or "en",
+        sms_consent,
+        row[9],
+        row[10],
+        row[11],
+    )
 
 
 def load_recent_fault_times(
@@ -121,7 +162,13 @@ def load_recent_fault_times(
 ) -> dict[str, list[datetime]]:
     """Times of faults already recorded for these devices within [since, until]."""
     times: dict[str, list[datetime]] = defaultdict(list)
-    if device_ids:
+    if device_ids and is_postgres(session):
+        rows = session.connection().execute(
+            _PG_RECENT_FAULT_TIMES, {"ids": pg_array_literal(device_ids), "since": since, "until": until}
+        )
+        for device_id, at in rows.tuples():
+            times[device_id].append(at)
+    elif device_ids:
         stmt = select(DeviceFault.device_id, DeviceFault.occurred_at).where(
             in_list(DeviceFault.device_id, device_ids, session),
             DeviceFault.occurred_at >= since,
@@ -225,6 +272,9 @@ def drain_fault_batch(
     summary = DrainSummary(claimed=claim.count, gate=gate)
     if not claim.count:
         return summary
+    # Routine faults first: they lock nothing another drain waits for, so they are done before this batch
+    # opens cases and attaches faults (from then on a drain on the same devices waits for this commit).
+    record_routine_faults(session=session, inbox_ids=claim.routine)
     registered = claim.registered | load_known_devices(
         session=session,
         device_ids={f.device_id for f in faults if f.ref not in claim.canonical} - claim.registered,
@@ -278,14 +328,12 @@ def drain_fault_batch(
                     for d in p.decisions
                 )
         plans = [p for p in plans if p.device_id not in refused]
-    route_and_assign(session=session, case_ids=[c.id for c in opened.values()])
     start_kpis_for_cases(session=session, case_ids=[c.id for c in opened.values()])
     open_cases.update(raced)  # another worker opened these first: attach instead
     attached = [p for p in plans if p.attached and p.device_id not in opened]
     attach_faults_to_open_cases(session=session, plans=attached, case_ids=open_cases)
     case_ids = {**open_cases, **{d: c.id for d, c in opened.items()}}
     record_faults(session=session, plans=plans, case_ids=case_ids, routine=routine, canonical=claim.canonical)
-    record_routine_faults(session=session, inbox_ids=claim.routine)
 
     queued, blocked = queue_fault_sms(
         session=session,
@@ -294,6 +342,9 @@ def drain_fault_batch(
         tracking_url=tracking_url,
         status_callback=sms_status_callback,
     )
+    # Last: routing locks every active agent's row (assignment counts their loads), and holds the locks
+    # until this batch commits; a concurrent drain waits for them.
+    route_and_assign(session=session, case_ids=[c.id for c in opened.values()])
     mark_failed(session=session, errors=errors)
 
     summary.failed, summary.errors = len(errors), errors

@@ -83,6 +83,9 @@ def route_and_assign(*, session: Session, case_ids: Iterable[int]) -> RoutingSum
     ids = sorted(set(case_ids))
     if not ids:
         return summary
+    rules = load_rules(session=session)
+    if not rules:  # nothing names a queue: the cases stay unrouted (no need to read them)
+        return summary
     facts_stmt = (
         select(
             Case.id,
@@ -104,9 +107,6 @@ def route_and_assign(*, session: Session, case_ids: Iterable[int]) -> RoutingSum
         facts_stmt = facts_stmt.with_for_update(of=Case.__table__, skip_locked=True)
     cases = session.execute(facts_stmt).all()
     if not cases:
-        return summary
-    rules = load_rules(session=session)
-    if not rules:
         return summary
     agents = load_agents(session=session)
     qualified: dict[frozenset[str], list[AgentLoad]] = {}  # per skill set: few distinct ones per batch

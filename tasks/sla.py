@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from carepath.bulk import bulk_insert, in_list
+from carepath.bulk import bulk_insert_columns, in_list
 from carepath.rules.sla import (
     Calendar,
     SlaTerms,
@@ -86,6 +86,7 @@ def start_kpis_for_cases(*, session: Session, case_ids: list[int], at: datetime 
     ).all()
     kpis: dict[int, list[tuple[int, int, int]]] = {}
     calendars: dict[int, Calendar] = {}
+    by_calendar: dict[int | None, Calendar] = {}  # SLAs often share one (its holidays computed once)
     for sla_id, calendar_id, kpi_id, minutes, warn in session.execute(
         select(Sla.id, Sla.calendar_id, SlaKpi.id, SlaKpi.minutes, SlaKpi.warn_after_minutes)
         .join(SlaKpi, SlaKpi.sla_id == Sla.id)
@@ -93,11 +94,21 @@ def start_kpis_for_cases(*, session: Session, case_ids: list[int], at: datetime 
     ):
         kpis.setdefault(sla_id, []).append((kpi_id, minutes, warn))
         if sla_id not in calendars:
-            calendars[sla_id] = calendar_of(session, calendar_id)
+            if calendar_id not in by_calendar:
+                by_calendar[calendar_id] = calendar_of(session, calendar_id)
+            calendars[sla_id] = by_calendar[calendar_id]
     due: dict[tuple[int, datetime], tuple[datetime, datetime]] = {}  # a batch shares one start: computed once
-    rows = []
-    for case_id, created_at, priority, tier in cases:
-        sla_id = choose_sla(slas, tier=tier.value if tier else None, priority=priority.value)
+    chosen: dict[tuple[str | None, str], int | None] = {}  # the SLA by (tier, priority): few per batch
+    # One lock order for concurrent drains: by case, then KPI (each SLA's KPIs are in id order).
+    columns: dict[str, list] = {
+        name: [] for name in ("case_id", "sla_kpi_id", "started_at", "warning_at", "due_at")
+    }
+    case_col, kpi_col, start_col, warn_col, due_col = columns.values()
+    for case_id, created_at, priority, tier in sorted(cases, key=lambda c: c[0]):
+        key = (tier.value if tier else None, priority.value)
+        if key not in chosen:
+            chosen[key] = choose_sla(slas, tier=key[0], priority=key[1])
+        sla_id = chosen[key]
         start = at or created_at
         for kpi_id, minutes, warn in kpis.get(sla_id, ()):
             if (kpi_id, start) not in due:
@@ -107,20 +118,16 @@ def start_kpis_for_cases(*, session: Session, case_ids: list[int], at: datetime 
                     add_business_minutes(start, minutes, cal),
                 )
             warning_at, due_at = due[kpi_id, start]
-            rows.append(
-                {
-                    "case_id": case_id,
-                    "sla_kpi_id": kpi_id,
-                    "state": KpiState.IN_PROGRESS,
-                    "started_at": start,
-                    "warning_at": warning_at,
-                    "due_at": due_at,
-                    "paused_minutes": 0,
-                }
-            )
-    rows.sort(key=lambda r: (r["case_id"], r["sla_kpi_id"]))  # one lock order for concurrent drains
-    bulk_insert(session, KpiInstance.__table__, rows, conflict_columns=["case_id", "sla_kpi_id"])
-    return len(rows)
+            case_col.append(case_id)
+            kpi_col.append(kpi_id)
+            start_col.append(start)
+            warn_col.append(warning_at)
+            due_col.append(due_at)
+    n = len(case_col)
+    columns["state"] = [KpiState.IN_PROGRESS] * n
+    columns["paused_minutes"] = [0] * n
+    bulk_insert_columns(session, KpiInstance.__table__, columns, conflict_columns=["case_id", "sla_kpi_id"])
+    return n
 
 
 def _open_kpis(session: Session, case_id: int, kpi: str | None = None):

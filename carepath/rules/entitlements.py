@@ -174,6 +174,9 @@ class NewCaseTerms:
     refusal: str | None = None
 
 
+NO_ENTITLEMENT = NewCaseTerms(None)
+
+
 def allocate_new_cases(
     cases: Iterable[NewCase], terms: Mapping[int, EntitlementTerms], *, on: date
 ) -> dict[str, NewCaseTerms]:
@@ -182,6 +185,9 @@ def allocate_new_cases(
     left = dict(terms)
     out: dict[str, NewCaseTerms] = {}
     for c in cases:
+        if not c.candidates:  # no entitlement of its account or contact: nothing to decide
+            out[c.key] = NO_ENTITLEMENT
+            continue
         decision = decide_entitlement(
             [left[i] for i in c.candidates if i in left],
             channel=c.channel,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -39,15 +40,21 @@ class Calendar:
             spans[day] = tuple((time.fromisoformat(a), time.fromisoformat(b)) for a, b in pairs)
         closed = set(holidays)
         if country:
-            import holidays as public_holidays
-
-            year = datetime.now(UTC).year
-            closed |= set(public_holidays.country_holidays(country, years=range(year - 1, year + 3)))
+            closed |= _public_holidays(country, datetime.now(UTC).year)
         return cls(timezone=timezone, hours=spans, holidays=frozenset(closed))
 
     @property
     def around_the_clock(self) -> bool:
         return not self.hours and not self.holidays
+
+
+@lru_cache(maxsize=64)
+def _public_holidays(country: str, year: int) -> frozenset[date]:
+    """The country's public holidays from the year before `year` to two years after (the `holidays` package;
+    computing them takes tens of milliseconds, and every batch of new cases asks again: kept per process)."""
+    import holidays as public_holidays
+
+    return frozenset(public_holidays.country_holidays(country, years=range(year - 1, year + 3)))
 
 
 def _spans_on(day: date, calendar: Calendar, tz: ZoneInfo) -> list[tuple[datetime, datetime]]:
