@@ -39,11 +39,13 @@ def pg_array_literal(values: Iterable[Any]) -> str:
         return "{" + ",".join(_iso_texts(values, nulls)) + "}"
     else:
         # The common case without a call per value: strings with nothing to escape, each quoted.
+        strings = [v for v in values if v is not None] if nulls else values
         try:
-            joined = '","'.join([v for v in values if v is not None] if nulls else values)
+            joined = '","'.join(strings)
         except TypeError:  # not all strings: each converted below
             joined = None
-        if joined is not None and "\\" not in joined and '"' not in joined:
+        # Nothing to escape: no backslash, and no quote but the separators'.
+        if joined is not None and "\\" not in joined and joined.count('"') == 2 * (len(strings) - 1):
             if not nulls:
                 return '{"' + joined + '"}'
             return "{" + ",".join(["NULL" if v is None else '"' + v + '"' for v in values]) + "}"
