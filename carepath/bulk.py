@@ -86,9 +86,21 @@ def _quoted_text(v: Any) -> str:
 
 
 def _db_values(column: Column, dialect, values: Sequence[Any]) -> list[Any]:
-    """Values as the driver would receive them for this column (type decorators, enums, JSON applied)."""
+    """Values as the driver would receive them for this column (type decorators, enums, JSON applied).
+
+    A batch repeats values (its time, a status): each distinct one is converted once when half or more
+    are repeats. (Equal values convert equally: the same enum member, the same instant in UTC.)"""
     process = column.type.bind_processor(dialect)
-    return list(map(process, values)) if process else list(values)
+    if not process:
+        return list(values)
+    try:
+        distinct = set(values)
+    except TypeError:  # unhashable (JSON documents): each converted
+        return list(map(process, values))
+    if len(distinct) * 2 > len(values):
+        return list(map(process, values))
+    converted = {v: process(v) for v in distinct}
+    return list(map(converted.__getitem__, values))
 
 
 def bulk_insert(
