@@ -39,11 +39,13 @@ def pg_array_literal(values: Iterable[Any]) -> str:
         return "{" + ",".join(_iso_texts(values, nulls)) + "}"
     else:
         # The common case without a call per value: strings with nothing to escape, each quoted.
+        strings = [v for v in values if v is not None] if nulls else values
         try:
-            joined = '","'.join([v for v in values if v is not None] if nulls else values)
+            joined = '","'.join(strings)
         except TypeError:  # not all strings: each converted below
             joined = None
-        if joined is not None and "\\" not in joined and '"' not in joined:
+        # Nothing to escape: no backslash, and no quote but the separators'.
+        if joined is not None and "\\" not in joined and joined.count('"') == 2 * (len(strings) - 1):
             if not nulls:
                 return '{"' + joined + '"}'
             return "{" + ",".join(["NULL" if v is None else '"' + v + '"' for v in values]) + "}"
@@ -84,9 +86,21 @@ def _quoted_text(v: Any) -> str:
 
 
 def _db_values(column: Column, dialect, values: Sequence[Any]) -> list[Any]:
-    """Values as the driver would receive them for this column (type decorators, enums, JSON applied)."""
+    """Values as the driver would receive them for this column (type decorators, enums, JSON applied).
+
+    A batch repeats values (its time, a status): each distinct one is converted once when half or more
+    are repeats. (Equal values convert equally: the same enum member, the same instant in UTC.)"""
     process = column.type.bind_processor(dialect)
-    return list(map(process, values)) if process else list(values)
+    if not process:
+        return list(values)
+    try:
+        distinct = set(values)
+    except TypeError:  # unhashable (JSON documents): each converted
+        return list(map(process, values))
+    if len(distinct) * 2 > len(values):
+        return list(map(process, values))
+    converted = {v: process(v) for v in distinct}
+    return list(map(converted.__getitem__, values))
 
 
 def bulk_insert(

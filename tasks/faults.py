@@ -313,7 +313,16 @@ def drain_fault_batch(
         for d in sorted(critical_devices)
     ]
 
+    # Faults on no case or on a case already open are recorded now, before this batch opens cases: from
+    # then on a drain opening a case for one of the same devices waits for this batch to commit.
     to_open = [p for p in plans if p.opens_case]
+    record_faults(
+        session=session,
+        plans=[p for p in plans if not p.opens_case],
+        case_ids=open_cases,
+        routine=routine,
+        canonical=claim.canonical,
+    )
     owners = load_device_owners(session=session, device_ids={p.device_id for p in to_open})
     opened, raced, refused = open_iot_cases(
         session=session,
@@ -333,7 +342,12 @@ def drain_fault_batch(
     attached = [p for p in plans if p.attached and p.device_id not in opened]
     attach_faults_to_open_cases(session=session, plans=attached, case_ids=open_cases)
     case_ids = {**open_cases, **{d: c.id for d, c in opened.items()}}
-    record_faults(session=session, plans=plans, case_ids=case_ids, routine=routine, canonical=claim.canonical)
+    record_faults(
+        session=session,
+        plans=[p for p in plans if p.opens_case],  # on the case opened now (or the one a drain raced to)
+        case_ids=case_ids,
+        canonical=claim.canonical,
+    )
 
     queued, blocked = queue_fault_sms(
         session=session,

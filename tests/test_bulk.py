@@ -28,6 +28,9 @@ SECOND = FIRST.replace(fold=1)
         ([True, False, None], "{t,f,NULL}"),
         (["a", "b c", "{x,y}"], '{"a","b c","{x,y}"}'),
         (['say "hi"', "back\\slash", None], '{"say \\"hi\\"","back\\\\slash",NULL}'),
+        (['a"'], '{"a\\""}'),
+        (['"', '"'], '{"\\"","\\""}'),
+        (["", ","], '{"",","}'),
         ([Tier.GOLD, "silver"], '{"gold","silver"}'),
         ([NOW, NOW, None, NOW], "{" + ",".join([NOW.isoformat()] * 2 + ["NULL", NOW.isoformat()]) + "}"),
         (
@@ -50,7 +53,7 @@ def test_pg_array_literal(values, literal) -> None:
 
 @pytest.mark.skipif(BACKEND != "postgresql", reason="PostgreSQL's array input")
 def test_postgresql_reads_the_literals_back_as_the_values(session) -> None:
-    texts = ['say "hi"', "back\\slash", None, "{x,y}", ""]
+    texts = ['say "hi"', "back\\slash", None, "{x,y}", "", '"', "NULL"]
     assert session.scalar(text("SELECT CAST(:a AS text[])"), {"a": pg_array_literal(texts)}) == texts
     times = [NOW, None, NOW, FIRST, SECOND]
     got = session.scalar(text("SELECT CAST(:a AS timestamptz[])"), {"a": pg_array_literal(times)})

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from operator import itemgetter
 from typing import NamedTuple
 
 
@@ -45,6 +46,11 @@ class FaultDecision(NamedTuple):
     frequency: int | None  # the device's faults within the window ending at this fault (critical ones only)
 
 
+# The drain plans thousands of devices a batch: members and the sort key looked up once, not per fault.
+_RECORD, _OPEN_CASE, _ATTACH = FaultAction.RECORD, FaultAction.OPEN_CASE, FaultAction.ATTACH
+_BY_TIME_THEN_REF = itemgetter(3, 0)  # (occurred_at, ref) of a Fault
+
+
 class DevicePlan:
     """What one device's faults in a batch amount to: each fault's decision, the one that opens a case (if
     any) and those that count on a case (opened or attached)."""
@@ -54,10 +60,12 @@ class DevicePlan:
     def __init__(self, device_id: str, decisions: tuple[FaultDecision, ...]):
         self.device_id = device_id
         self.decisions = decisions
-        self.attached: list[FaultDecision] = [d for d in decisions if d.action is not FaultAction.RECORD]
-        self.opens_case: FaultDecision | None = next(
-            (d for d in self.attached if d.action is FaultAction.OPEN_CASE), None
-        )
+        self.attached: list[FaultDecision] = [d for d in decisions if d.action is not _RECORD]
+        self.opens_case: FaultDecision | None = None
+        for d in self.attached:
+            if d.action is _OPEN_CASE:
+                self.opens_case = d
+                break
 
     def __repr__(self) -> str:
         return f"DevicePlan({self.device_id!r}, {self.decisions!r})"
@@ -87,27 +95,26 @@ def plan_device(
     recorded ones and this batch's, critical or not), so it is known before any text is sent. A critical fault opens a case once the count
     reaches `min_count`; while the device has an open case, further critical faults attach to it.
     """
-    ordered = sorted(faults, key=lambda f: (f.occurred_at, f.ref))
-    if not any(is_critical(f.error_code, rules.threshold) for f in ordered):
+    ordered = sorted(faults, key=_BY_TIME_THEN_REF)
+    threshold, window = rules.threshold, rules.window
+    criticals = [is_critical(f.error_code, threshold) for f in ordered]
+    if not any(criticals):
         # Nothing critical: every fault is only recorded.
-        return DevicePlan(
-            device_id, tuple(FaultDecision(f, FaultAction.RECORD, False, None) for f in ordered)
-        )
+        return DevicePlan(device_id, tuple(FaultDecision(f, _RECORD, False, None) for f in ordered))
     times = sorted([*earlier_fault_times, *(f.occurred_at for f in ordered)])
     decisions = []
     case_open = has_open_case
-    for fault in ordered:
-        critical = is_critical(fault.error_code, rules.threshold)
+    for fault, critical in zip(ordered, criticals, strict=True):
         if not critical:
-            decisions.append(FaultDecision(fault, FaultAction.RECORD, False, None))
+            decisions.append(FaultDecision(fault, _RECORD, False, None))
             continue
-        frequency = count_in_window(times, fault.occurred_at, rules.window)
+        frequency = count_in_window(times, fault.occurred_at, window)
         if case_open:
-            action = FaultAction.ATTACH
+            action = _ATTACH
         elif frequency >= rules.min_count:
-            action, case_open = FaultAction.OPEN_CASE, True
+            action, case_open = _OPEN_CASE, True
         else:
-            action = FaultAction.RECORD
+            action = _RECORD
         decisions.append(FaultDecision(fault, action, critical, frequency))
     return DevicePlan(device_id, tuple(decisions))
 
