@@ -176,6 +176,14 @@ def open_iot_cases(
     return opened, raced, refused
 
 
+_PG_LOCK_CASES = text(
+    """
+    SELECT c.id FROM unnest(CAST(:ids AS integer[])) AS v(id)
+    CROSS JOIN LATERAL (SELECT id FROM support_case WHERE id = v.id OFFSET 0 FOR NO KEY UPDATE) AS c
+    """
+)
+
+
 def attach_faults_to_open_cases(
     *, session: Session, plans: list[DevicePlan], case_ids: dict[str, int]
 ) -> None:
@@ -201,13 +209,9 @@ def attach_faults_to_open_cases(
         # statement for the whole batch, the values travelling as arrays. NO KEY UPDATE is the lock the
         # UPDATE takes anyway: it keeps drains apart but lets another drain insert a fault referring to
         # the case (its foreign-key check takes KEY SHARE) without waiting for this one to commit.
-        session.execute(
-            text(
-                "SELECT id FROM support_case WHERE id = ANY(CAST(:ids AS integer[])) ORDER BY id "
-                "FOR NO KEY UPDATE"
-            ),
-            {"ids": pg_array_literal(p["b_id"] for p in params)},
-        )
+        # The ids are sorted: one primary-key probe each, locked in the array's order (a nested loop over
+        # unnest keeps it; `id = ANY(…) ORDER BY id` read the whole table when the planner misjudged it).
+        session.execute(_PG_LOCK_CASES, {"ids": pg_array_literal(p["b_id"] for p in params)})
         session.execute(
             text(
                 """

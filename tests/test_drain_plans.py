@@ -54,9 +54,10 @@ def test_claim_walks_the_pending_index_with_statistics_of_a_pending_backlog(engi
 
 
 def test_per_device_look_ups_probe_their_indexes_for_thousands_of_devices(engine) -> None:
-    """Owners, recent faults and open cases of a batch's devices: an index look-up per device, not a hash
-    join over whole tables, even with the fault log and cases analysed while empty (as in a fresh install)."""
-    from tasks.cases import _PG_OPEN_CASES
+    """Owners, recent faults and open cases of a batch's devices, and the cases it attaches faults to: an
+    index look-up each, not a hash join or a scan over whole tables, even with the fault log and cases
+    analysed while empty (as in a fresh install)."""
+    from tasks.cases import _PG_LOCK_CASES, _PG_OPEN_CASES
     from tasks.faults import _PG_OWNERS, _PG_RECENT_FAULT_TIMES
 
     ids = pg_array_literal(f"DEV-{i:07d}" for i in range(3000))
@@ -88,8 +89,10 @@ def test_per_device_look_ups_probe_their_indexes_for_thousands_of_devices(engine
         )
         dialect = conn.dialect
         plans = {}
+        case_ids = pg_array_literal(range(1, 20001, 7))
         for name, stmt, params in [
             ("open cases", _PG_OPEN_CASES, {"ids": ids}),
+            ("cases locked to attach faults", _PG_LOCK_CASES, {"ids": case_ids}),
             (
                 "recent faults",
                 _PG_RECENT_FAULT_TIMES,
