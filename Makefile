@@ -24,9 +24,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/carepath demo
 
-## The whole suite on SQLite, then on PostgreSQL (PG_URL; skipped with a notice when none answers,
-## unless CAREPATH_TEST_REQUIRE_POSTGRES=1, as in CI).
-test: test-sqlite test-postgres
+## The whole suite on SQLite and on PostgreSQL (PG_URL; skipped with a notice when none answers, unless
+## CAREPATH_TEST_REQUIRE_POSTGRES=1, as in CI). The two suites run side by side (each on its own databases, ports
+## and temporary folders; most of their time is spent waiting on servers they start), and each one's output is
+## printed whole when it ends. `make test-sqlite` / `make test-postgres` run one.
+test: $(STAMP)
+	@echo "running the SQLite and PostgreSQL suites side by side; each prints its report when it ends"
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-sqlite test-postgres
 
 test-sqlite: $(STAMP)
 	CAREPATH_TEST_DB=sqlite $(BIN)/python -m pytest -q

@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> None:
 
     (ROOT / ".prefect").mkdir(exist_ok=True)
     prefect = str(BIN / "prefect")
+    # SIGTERM stops the stack like Ctrl-C at any moment, start-up included: nothing started is left behind.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         run([str(BIN / "carepath"), "migrate"], env)
         if configured_api_url := prefect_api_url():  # Prefect's own setting: environment or profile
@@ -198,7 +200,6 @@ def main(argv: list[str] | None = None) -> None:
             f"  receiver     http://{args.host}:{args.receiver_port}/webhooks/…\n  Ctrl-C stops everything.",
             flush=True,
         )
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         while all(proc.poll() is None for proc in procs):
             time.sleep(0.5)
         died = [

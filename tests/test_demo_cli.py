@@ -9,7 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.utils.databases import embedded_only
+
 ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = embedded_only
 
 
 def test_demo_runs_clean_and_prints_each_message_once(tmp_path: Path) -> None:

@@ -10,7 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.utils.databases import embedded_only
+
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = embedded_only
 SCRIPT = str(Path(sys.executable).with_name("carepath"))
 
 

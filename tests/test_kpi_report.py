@@ -54,6 +54,7 @@ from models import (
 from tasks.goals import EVERYONE, Owner, measure
 from tasks.kpi_report import KpiReportConfig, collect_kpis, records, write_report
 from tasks.kpis import daily_activity, rising
+from tests.utils.databases import embedded_only
 from tests.utils.factories import make_contact
 from tests.utils.flows import completed
 
@@ -606,6 +607,7 @@ def test_the_cli_prints_exactly_the_files(org: Org, database_url: str, tmp_path:
     }
 
 
+@embedded_only
 def test_the_cli_on_a_fresh_clone_without_a_database(tmp_path: Path) -> None:
     """No database file, no schema, no --out: the embedded SQLite is created and the default folder used."""
     done = carepath(

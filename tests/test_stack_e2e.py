@@ -9,10 +9,12 @@ deployment, and that run (no drain loop, no sweep) does the work.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -64,6 +66,7 @@ def served_stack(
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: teardown can reach every process it started
     )
     receiver = f"http://127.0.0.1:{receiver_port}"
 
@@ -76,7 +79,7 @@ def served_stack(
             return False
 
     try:
-        wait_until(up, 180, "the stack to come up")
+        wait_until(up, 360, "the stack to come up")  # generous: a loaded CI machine
         auth = tuple(auth_string.split(":", 1)) if auth_string else None
         with httpx.Client(base_url=f"http://127.0.0.1:{prefect_port}/api", auth=auth, timeout=5) as prefect:
             yield {"receiver": receiver, "prefect": prefect, "stub": stub}
@@ -86,6 +89,8 @@ def served_stack(
             proc.wait(45)
         except subprocess.TimeoutExpired:
             proc.kill()
+        with suppress(ProcessLookupError):  # whatever outlived it (it should not): never left running
+            os.killpg(proc.pid, signal.SIGKILL)
         log.close()
 
 
@@ -151,7 +156,7 @@ def test_fault_to_sms_and_resolution_to_email_through_the_served_stack(stack, se
     response = post(f"{stack['receiver']}/webhooks/iot/faults", fault, IOT_SECRET)
     assert response.status_code == 202
 
-    [sms] = wait_until(stub.twilio_messages, 60, "the SMS at the Twilio stub")
+    [sms] = wait_until(stub.twilio_messages, 120, "the SMS at the Twilio stub")
     case = session.scalars(select(Case).where(Case.device_id == device.device_id)).one()
     session.commit()
     assert sms.form["To"] == "+306912345678"
@@ -166,7 +171,7 @@ def test_fault_to_sms_and_resolution_to_email_through_the_served_stack(stack, se
         "changed_at": datetime.now(UTC).isoformat(),
     }
     assert post(f"{stack['receiver']}/webhooks/cases/status", change, CASES_SECRET).status_code == 202
-    [mail] = wait_until(stub.sendgrid_mails, 60, "the email at the SendGrid stub")
+    [mail] = wait_until(stub.sendgrid_mails, 120, "the email at the SendGrid stub")
     assert mail.json["personalizations"][0]["to"][0]["email"] == owner.email
     assert "We replaced the pressure sensor." in mail.json["content"][0]["value"]
 
@@ -201,7 +206,7 @@ def test_every_trigger_runs_its_deployment_on_a_server_that_requires_an_auth_str
         "occurred_at": datetime.now(UTC).isoformat(),
     }
     assert post(f"{stack['receiver']}/webhooks/iot/faults", fault, IOT_SECRET).status_code == 202
-    wait_for_run_that_logged(prefect, "iot-fault-journey", "'sms_sent': 1", 90)
+    wait_for_run_that_logged(prefect, "iot-fault-journey", "'sms_sent': 1", 240)
     [sms] = stub.twilio_messages()
     assert sms.form["To"] == "+306912345678"
     case = session.scalars(select(Case).where(Case.device_id == device.device_id)).one()
@@ -217,7 +222,7 @@ def test_every_trigger_runs_its_deployment_on_a_server_that_requires_an_auth_str
         "changed_at": datetime.now(UTC).isoformat(),
     }
     assert post(f"{stack['receiver']}/webhooks/cases/status", change, CASES_SECRET).status_code == 202
-    wait_for_run_that_logged(prefect, "case-status-journey", "'emails_sent': 1", 90)
+    wait_for_run_that_logged(prefect, "case-status-journey", "'emails_sent': 1", 240)
     [mail] = stub.sendgrid_mails()
     assert mail.json["personalizations"][0]["to"][0]["email"] == owner.email
 
@@ -226,7 +231,7 @@ def test_every_trigger_runs_its_deployment_on_a_server_that_requires_an_auth_str
     form = {"MessageSid": message.provider_message_id, "MessageStatus": "delivered", "To": message.to_address}
     response = httpx.post(url, data=form, headers=twilio_headers(url, form, TWILIO_TOKEN), timeout=10)
     assert response.status_code == 202, response.text
-    wait_for_run_that_logged(prefect, "delivery-status", "'messages_updated': 1", 90)
+    wait_for_run_that_logged(prefect, "delivery-status", "'messages_updated': 1", 240)
     session.expire_all()
     assert session.get(Message, message.id).status is MessageStatus.DELIVERED
     assert len(stub.twilio_messages()) == 1 and len(stub.sendgrid_mails()) == 1
