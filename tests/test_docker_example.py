@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -35,6 +36,19 @@ DEPLOY_ENV = {
     "CAREPATH_IMAGE": "registry.example/carepath:abc1234",
     "CAREPATH_DASK_ADDRESS": "tcp://dask:8786",
 }
+
+
+# Loads each entrypoint and prints the checkout's top-level folders the process imported from.
+CLOSURE = """
+import json, sys
+from pathlib import Path
+from carepath.sources import load_flow
+root = Path.cwd().resolve()
+for entrypoint in sys.argv[1:]:
+    load_flow(entrypoint)
+files = [Path(m.__file__).resolve() for m in list(sys.modules.values()) if getattr(m, "__file__", None)]
+print(json.dumps(sorted({f.relative_to(root).parts[0] for f in files if f.is_relative_to(root) and ".venv" not in f.parts})))
+"""
 
 
 def instructions(dockerfile: Path) -> list[tuple[str, str]]:
@@ -76,18 +90,22 @@ def test_the_image_copies_files_that_exist_and_everything_the_flows_import() -> 
     assert steps[install][1] == "pip install -c constraints.txt -e ."
     before = {s for k, a in steps[:install] if k == "COPY" for s in a.split()[:-1]}
     assert {"pyproject.toml", "constraints.txt", "README.md", "carepath/"} <= before
-    # Every top-level folder of the checkout that the deployed flows import, and what settings read from it.
-    for deployment in DOCKER:
-        load_flow(deployment["entrypoint"])
-    imported = {
-        Path(module.__file__).resolve().relative_to(ROOT).parts[0]
-        for module in list(sys.modules.values())
-        if getattr(module, "__file__", None)
-        and Path(module.__file__).resolve().is_relative_to(ROOT)
-        and ".venv" not in Path(module.__file__).parts
-    }
+    # Every top-level folder of the checkout that the deployed flows import (in a fresh process: this one has
+    # imported the tests' own helpers), and what the settings read from it.
+    imported = set(
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", CLOSURE, *(d["entrypoint"] for d in DOCKER)],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=300,
+            ).stdout
+        )
+    )
     assert {"carepath", "flows", "tasks", "models"} <= imported
-    assert imported - {"tests"} <= set(copied)
+    assert imported <= set(copied)
     assert {"data", "alembic.ini"} <= set(copied)  # the quality suites; the migrations' configuration
     ignored = (EXAMPLE / "Dockerfile.dockerignore").read_text().split()
     assert {".venv", ".git", ".env"} <= set(ignored)

@@ -213,7 +213,7 @@ def test_two_worker_hosts_drain_one_inbox_once(
             states = [client.read_flow_run(r).state for r in runs]
             return states if all(s.is_final() for s in states) else None
 
-        states = wait_until(all_final, 75, "both flow runs to finish")
+        states = wait_until(all_final, 150, "both flow runs to finish")
         assert [s.type.value for s in states] == ["COMPLETED"] * len(runs), [s.message for s in states]
 
         def closing_lines() -> dict | None:  # a run's logs reach the server in batches, up to its exit
