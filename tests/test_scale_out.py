@@ -4,7 +4,7 @@ run the `iot-fault-journey` deployment (deployed from prefect.yaml by `prefect d
 inbox at the same time.
 
 Every fault is processed once, every SMS is created once at the provider stub, and each worker ran a run that did
-its share of the work (Prefect's own log line on each run says which worker submitted it).
+its share of the work (each worker's own log names the runs it started).
 """
 
 from __future__ import annotations
