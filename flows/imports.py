@@ -8,7 +8,6 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.utilities.annotations import quote
 
 from carepath.batch_runs import BatchProgress, batch_task_runner
 from carepath.quality import expectations_table
@@ -25,8 +24,10 @@ def import_chunk_task(kind: str, source: SourceFile, chunk: pd.DataFrame, run_id
 
 
 def submit_chunk(kind: str, source: SourceFile, chunk: pd.DataFrame, run_id: str):
-    """The chunk to the flow's task runner; `quote`: Prefect need not look inside a DataFrame for futures."""
-    return import_chunk_task.submit(kind, source, quote(chunk), run_id)
+    """The chunk to the flow's task runner. Not wrapped in Prefect's `quote`: a quote is a tuple, which Dask
+    rebuilds as a plain one on its way to a worker, so the task got the tuple, not the chunk (Prefect does not
+    look inside a DataFrame for futures anyway)."""
+    return import_chunk_task.submit(kind, source, chunk, run_id)
 
 
 def run_import(kind: str, path: str) -> dict:

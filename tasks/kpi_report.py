@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
 from carepath.batch_runs import BatchProgress
 from carepath.db import unit_of_work
@@ -23,7 +25,7 @@ from models.base import utcnow
 from tasks.goals import EVERYONE, goal_rows, median_first_response_minutes, open_cases, refresh_goals
 from tasks.kpis import cost_per_product, daily_activity, faults_per_product, knowledge_gaps, rising
 
-STEPS = 8  # goals, per day, totals, faults, cost, rising, knowledge gaps, charts and markdown
+STEPS = 8  # goals, per day, open cases, faults, cost, rising, knowledge gaps, charts and markdown
 
 
 class KpiReportConfig(BaseModel):
@@ -105,54 +107,131 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
 
 
+@dataclass(frozen=True)
+class ReportWindow:
+    """The days a report covers and its rate: plain data, so each part can run in another process."""
+
+    as_of: date
+    first: date
+    config: KpiReportConfig
+    hourly_rate: float
+    currency: str
+
+
+def report_window(config: KpiReportConfig, settings: Settings | None = None) -> ReportWindow:
+    """The report's days (ending on `as_of`, default today) and hourly rate (default from settings)."""
+    s = settings or get_settings()
+    as_of = config.as_of or utcnow().date()
+    rate = s.support_hourly_rate if config.hourly_rate is None else config.hourly_rate
+    return ReportWindow(as_of, as_of - timedelta(days=config.days - 1), config, rate, s.support_currency)
+
+
+def _goals(session: Session, w: ReportWindow) -> list[dict]:
+    return goal_rows(session=session, goals=refresh_goals(session=session, as_of=w.as_of, since=w.first))
+
+
+def _daily(session: Session, w: ReportWindow) -> pd.DataFrame:
+    return daily_activity(session=session, first=w.first, last=w.as_of)
+
+
+def _cases(session: Session, w: ReportWindow) -> dict[str, Any]:
+    start, end = day_start(w.first), day_end(w.as_of)
+    return {
+        "open_cases": int(open_cases(session, start, end, EVERYONE)),
+        "median_first_response_minutes": median_first_response_minutes(session, start, end, EVERYONE),
+    }
+
+
+def _faults(session: Session, w: ReportWindow) -> pd.DataFrame:
+    return faults_per_product(session=session, first=w.first, last=w.as_of)
+
+
+def _cost(session: Session, w: ReportWindow) -> pd.DataFrame:
+    return cost_per_product(session=session, first=w.first, last=w.as_of, hourly_rate=w.hourly_rate)
+
+
+def _rising(session: Session, w: ReportWindow) -> pd.DataFrame:
+    c = w.config
+    return rising(
+        session=session, as_of=w.as_of, days=c.trend_days, min_count=c.trend_min_count, rise_pct=c.rise_pct
+    )
+
+
+def _gaps(session: Session, w: ReportWindow) -> pd.DataFrame:
+    return knowledge_gaps(session=session, first=w.first, last=w.as_of, min_count=w.config.gap_min_count)
+
+
+# The report's parts, each a few grouped queries that need none of the others: a flow runs them at once on the
+# batch task runner (threads, or Dask workers on other hosts); the command line one after the other.
+PARTS: dict[str, Callable[[Session, ReportWindow], Any]] = {
+    "goals": _goals,
+    "daily": _daily,
+    "cases": _cases,
+    "faults": _faults,
+    "cost": _cost,
+    "rising": _rising,
+    "gaps": _gaps,
+}
+assert STEPS == len(PARTS) + 1  # the parts, then the charts and the markdown
+
+
+def report_part(name: str, window: ReportWindow) -> Any:
+    """One part of the report's figures, in a transaction of its own (goals store their actuals)."""
+    with unit_of_work() as session:
+        return PARTS[name](session, window)
+
+
+def part_figures(name: str, value: Any) -> dict[str, int]:
+    """What the progress line says of a finished part."""
+    if name == "cases":
+        return {"open_cases": value["open_cases"]}
+    key = {"goals": "goals", "daily": "days", "faults": "products", "cost": "products"}.get(name, name)
+    return {key: len(value)}
+
+
+def assemble(window: ReportWindow, parts: dict[str, Any]) -> KpiReport:
+    """The report from its parts: the totals are sums over them."""
+    d, faults, cost = parts["daily"], parts["faults"], parts["cost"]
+    met, ended = int(d["sla_met"].sum()), int(d["sla_met"].sum() + d["sla_missed"].sum())
+    totals = {
+        "cases_opened": int(d["opened"].sum()),
+        "cases_resolved": int(d["resolved"].sum()),
+        "open_cases": parts["cases"]["open_cases"],
+        "sla_met": met,
+        "sla_ended": ended,
+        "sla_compliance_pct": round(100.0 * met / ended, 1) if ended else None,
+        "median_first_response_minutes": parts["cases"]["median_first_response_minutes"],
+        "device_faults": int(faults["faults"].sum()),
+        "resolution_minutes": int(cost["minutes"].sum()),
+        "support_cost": round(float(cost["cost"].sum()), 2),
+    }
+    return KpiReport(
+        as_of=window.as_of,
+        first=window.first,
+        config=window.config,
+        hourly_rate=window.hourly_rate,
+        currency=window.currency,
+        goals=parts["goals"],
+        daily=d,
+        totals=totals,
+        faults=faults,
+        cost=cost,
+        rising=parts["rising"],
+        gaps=parts["gaps"],
+    )
+
+
 def collect_kpis(
     config: KpiReportConfig, *, settings: Settings | None = None, progress: BatchProgress | None = None
 ) -> KpiReport:
-    """Measure the goals overlapping the report's days (stored), then aggregate its figures, step by step."""
-    s = settings or get_settings()
+    """Measure the goals overlapping the report's days (stored), then aggregate its figures, part by part."""
     progress = progress or BatchProgress("kpi-report", total=STEPS)
-    as_of = config.as_of or utcnow().date()
-    first = as_of - timedelta(days=config.days - 1)
-    rate = s.support_hourly_rate if config.hourly_rate is None else config.hourly_rate
-    report = KpiReport(as_of=as_of, first=first, config=config, hourly_rate=rate, currency=s.support_currency)
-    with unit_of_work() as session:
-        report.goals = goal_rows(
-            session=session, goals=refresh_goals(session=session, as_of=as_of, since=first)
-        )
-    progress.advance(1, goals=len(report.goals))
-    with unit_of_work() as session:
-        report.daily = daily_activity(session=session, first=first, last=as_of)
-        progress.advance(1, days=len(report.daily))
-        d, start, end = report.daily, day_start(first), day_end(as_of)
-        met, ended = int(d["sla_met"].sum()), int(d["sla_met"].sum() + d["sla_missed"].sum())
-        report.totals = {
-            "cases_opened": int(d["opened"].sum()),
-            "cases_resolved": int(d["resolved"].sum()),
-            "open_cases": int(open_cases(session, start, end, EVERYONE)),
-            "sla_met": met,
-            "sla_ended": ended,
-            "sla_compliance_pct": round(100.0 * met / ended, 1) if ended else None,
-            "median_first_response_minutes": median_first_response_minutes(session, start, end, EVERYONE),
-        }
-        progress.advance(1, cases_opened=report.totals["cases_opened"])
-        report.faults = faults_per_product(session=session, first=first, last=as_of)
-        report.totals["device_faults"] = int(report.faults["faults"].sum())
-        progress.advance(1, products=len(report.faults))
-        report.cost = cost_per_product(session=session, first=first, last=as_of, hourly_rate=rate)
-        report.totals["resolution_minutes"] = int(report.cost["minutes"].sum())
-        report.totals["support_cost"] = round(float(report.cost["cost"].sum()), 2)
-        progress.advance(1, products=len(report.cost))
-        report.rising = rising(
-            session=session,
-            as_of=as_of,
-            days=config.trend_days,
-            min_count=config.trend_min_count,
-            rise_pct=config.rise_pct,
-        )
-        progress.advance(1, rising=len(report.rising))
-        report.gaps = knowledge_gaps(session=session, first=first, last=as_of, min_count=config.gap_min_count)
-        progress.advance(1, gaps=len(report.gaps))
-    return report
+    window = report_window(config, settings)
+    parts = {}
+    for name in PARTS:
+        parts[name] = report_part(name, window)
+        progress.advance(1, **part_figures(name, parts[name]))
+    return assemble(window, parts)
 
 
 CHARTS = ("cases-per-day", "sla-compliance", "faults-per-product", "cost-per-product")

@@ -64,6 +64,19 @@ def prefect_server() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
+def dask_cluster(database_url: str):
+    """A local Dask cluster of worker processes for the session's batch-job tests (each worker builds its own
+    engine from CAREPATH_DATABASE_URL, which it inherits). SQLite has one writer: one worker there."""
+    from distributed import LocalCluster
+
+    workers = 1 if database_url.startswith("sqlite") else 2
+    with LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
 def provider_stub_server():
     from stubs.provider_stub import ProviderStub
 

@@ -393,3 +393,69 @@ def test_the_import_flow_does_the_same_work_and_leaves_a_validation_summary(sess
     assert "| 3 | error_code_is_integer |" in summary.data  # the failing row, by its row number
     progress = Artifact.get("import-faults-progress")
     assert progress is not None and progress.data == 100.0
+
+
+def imported(session) -> tuple[list, dict[int, list[str]]]:
+    """The faults loaded and the rows quarantined, by their content."""
+    faults = session.execute(
+        select(
+            DeviceFault.device_id, DeviceFault.error_code, DeviceFault.occurred_at, DeviceFault.critical
+        ).order_by(DeviceFault.occurred_at, DeviceFault.error_code)
+    ).all()
+    session.rollback()
+    return faults, quarantined(session, "faults")
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_server")
+def test_the_import_flow_on_a_dask_cluster_loads_what_the_threads_load(
+    session, tmp_path, monkeypatch, dask_cluster
+) -> None:
+    """The chunks go to the cluster's worker processes (CAREPATH_BATCH_TASK_RUNNER=dask): the same figures,
+    rows and quarantine as the thread runner in the flow's process; a repeat in a later chunk is still found
+    (the run's keys are in the database, not in a process)."""
+    from carepath.settings import reset_settings
+    from flows.imports import import_faults
+    from tests.utils.dask_runs import computed_on, on_dask
+    from tests.utils.databases import empty_all_tables
+    from tests.utils.flows import completed
+
+    monkeypatch.setenv("CAREPATH_IMPORT_CHUNK_ROWS", "3")  # read by the flow's process, which cuts the chunks
+    reset_settings()
+    csv = write(
+        tmp_path / "faults.csv",
+        FAULT_HEADER
+        + "".join(f"d-{i},DEV-D1,{10 + i},2026-11-20T10:0{i}:00Z,\n" for i in range(1, 7))
+        + "d-7,DEV-D1,E7,2026-11-20T11:00:00Z,\nd-8,DEV-NOPE,3,2026-11-20T11:00:00Z,\n"
+        + "d-2,DEV-D1,9,2026-11-20T12:00:00Z,\n",  # rows 2–10: three chunks; row 10 repeats row 3's event id
+    )
+    expected = {
+        "loaded": 6,
+        "quarantined": 3,
+        "failed_expectations": {
+            "error_code_is_integer": 1,
+            "device_is_registered": 1,
+            "event_id_is_unique_in_file": 1,
+        },
+    }
+
+    make_device(session, device_id="DEV-D1")
+    session.commit()
+    assert completed(import_faults, path=str(csv)) == expected
+    on_threads = imported(session)
+    empty_all_tables(session.get_bind())
+    make_device(session, device_id="DEV-D1")
+    session.commit()
+    before = computed_on(dask_cluster, "import_chunk_task")
+
+    assert completed(on_dask(import_faults, dask_cluster), path=str(csv)) == expected
+    assert imported(session) == on_threads
+    assert on_threads[1] == {
+        8: ["error_code_is_integer"],
+        9: ["device_is_registered"],
+        10: ["event_id_is_unique_in_file"],
+    }
+    assert (
+        len(computed_on(dask_cluster, "import_chunk_task") - before) == 3
+    )  # the three chunks, on the cluster
+    reset_settings()

@@ -659,3 +659,42 @@ def test_the_flow_publishes_the_report_with_its_charts(org: Org, tmp_path: Path)
     assert (
         artifacts["kpi-report-progress"].type == "progress" and artifacts["kpi-report-progress"].data == 100.0
     )
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_server")
+def test_the_report_on_a_dask_cluster_is_the_same_report(
+    org: Org, session: Session, tmp_path: Path, dask_cluster
+) -> None:
+    """The report's parts go to the cluster's worker processes (CAREPATH_BATCH_TASK_RUNNER=dask), the charts
+    are drawn by the flow's process: the same figures and goals as the thread runner's."""
+    from flows.kpi_report import kpi_report_flow
+    from tests.utils.dask_runs import computed_on, on_dask
+
+    session.add(
+        Goal(
+            name="November",
+            metric="cases_resolved",
+            period_start=date(2026, 11, 1),
+            period_end=date(2026, 11, 30),
+            target=10,
+        )
+    )
+    session.commit()
+    params = {"as_of": AS_OF, "days": 7, "hourly_rate": 90, "trend_days": 3, "gap_min_count": 2}
+
+    def figures(result: dict) -> dict:
+        goals = [{k: v for k, v in g.items() if k != "computed_at"} for g in result["goals"]]
+        return {k: v for k, v in result.items() if k != "files"} | {"goals": goals}
+
+    on_threads = completed(kpi_report_flow, **params, out_dir=str(tmp_path / "threads"))
+    before = computed_on(dask_cluster, "collect_part")
+    dasked = completed(on_dask(kpi_report_flow, dask_cluster), **params, out_dir=str(tmp_path / "dask"))
+
+    assert figures(dasked) == figures(on_threads)
+    assert dasked["totals"] == TOTALS and dasked["rising"] == RISING and dasked["kb_gaps"] == GAPS
+    # resolved in November and still resolved: C1, C2, C3, C7, C9 (C10 was reopened)
+    assert [(g["name"], g["actual"]) for g in dasked["goals"]] == [("November", 5.0)]
+    assert len(computed_on(dask_cluster, "collect_part") - before) == 7  # every part, on the cluster
+    assert [Path(p).name for p in dasked["files"]] == [Path(p).name for p in on_threads["files"]]
+    assert all(Path(p).parent == tmp_path / "dask" for p in dasked["files"])

@@ -218,19 +218,6 @@ def test_the_flow_shows_its_progress_as_an_artifact(session, tmp_path, monkeypat
     assert outcome(session)[:2] == (EXPECTED_AFTER, EXPECTED_LEDGER)
 
 
-@pytest.fixture()
-def dask_cluster(database_url):
-    """A local Dask cluster of worker processes (each builds its own engine from CAREPATH_DATABASE_URL, which
-    they inherit). SQLite has one writer: one worker there."""
-    from distributed import LocalCluster
-
-    workers = 1 if database_url.startswith("sqlite") else 2
-    with LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster:
-        yield cluster
-
-
 @pytest.mark.usefixtures("prefect_server")
 def test_the_same_flow_runs_on_a_dask_cluster_by_configuration_alone(
     session, tmp_path, monkeypatch, dask_cluster
@@ -243,6 +230,7 @@ def test_the_same_flow_runs_on_a_dask_cluster_by_configuration_alone(
     from prefect.settings import PREFECT_API_URL
 
     from flows.entitlement_reconciliation import reconcile_entitlements_flow
+    from tests.utils.dask_runs import computed_on
     from tests.utils.databases import empty_all_tables
     from tests.utils.flows import completed
 
@@ -289,9 +277,4 @@ def test_the_same_flow_runs_on_a_dask_cluster_by_configuration_alone(
         == [(["reconcile", "entitlement", "range"], "COMPLETED")] * 3
     )
     # … and the cluster's scheduler handed out those three ranges (in the flow's process they would not reach it).
-    computed = {
-        key
-        for key, _start, finish, *_ in dask_cluster.scheduler.transition_log
-        if finish == "memory" and str(key).startswith("reconcile_entitlement_range")
-    }
-    assert len(computed) == 3
+    assert len(computed_on(dask_cluster, "reconcile_entitlement_range")) == 3
