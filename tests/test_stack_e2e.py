@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from deployments.serve import free_port, loopback_env, serve_command
 from models import Case, Message, MessageChannel, MessageStatus
+from tests.utils.databases import embedded_only
 from tests.utils.factories import make_contact, make_device
 from tests.utils.signing import CASES_SECRET, IOT_SECRET, TWILIO_TOKEN, carepath_headers, twilio_headers
 
@@ -235,3 +236,51 @@ def test_every_trigger_runs_its_deployment_on_a_server_that_requires_an_auth_str
     session.expire_all()
     assert session.get(Message, message.id).status is MessageStatus.DELIVERED
     assert len(stub.twilio_messages()) == 1 and len(stub.sendgrid_mails()) == 1
+
+
+@embedded_only
+def test_sigterm_while_the_stack_starts_leaves_nothing_running(tmp_path) -> None:
+    """`make serve` stopped while it is still starting (here: once its Prefect server answers, while it deploys)
+    stops every process it started; none is left draining or listening."""
+    prefect_port, receiver_port = free_port(), free_port()
+    env = loopback_env(
+        database_url=f"sqlite:///{tmp_path / 'stack.db'}",
+        prefect_home=str(tmp_path / "prefect"),
+        receiver_port=receiver_port,
+        provider_url="http://127.0.0.1:9",
+        iot_secret=IOT_SECRET,
+        cases_secret=CASES_SECRET,
+    )
+    with open(tmp_path / "serve.log", "wb") as log:
+        proc = subprocess.Popen(
+            serve_command(prefect_port=prefect_port, receiver_port=receiver_port),
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+
+            def server_answers() -> bool:
+                assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+                try:
+                    return httpx.get(f"http://127.0.0.1:{prefect_port}/api/health", timeout=1).is_success
+                except httpx.HTTPError:
+                    return False
+
+            wait_until(server_answers, 240, "the stack's Prefect server")
+            proc.terminate()
+            proc.wait(60)
+            group_left = True
+            deadline = time.monotonic() + 30
+            while group_left and time.monotonic() < deadline:
+                try:
+                    os.killpg(proc.pid, 0)  # is any process of the stack still there?
+                    time.sleep(0.2)
+                except ProcessLookupError:
+                    group_left = False
+            assert not group_left, "a process the stack started outlived it"
+        finally:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
