@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,7 @@ class Proc:
     command: list[str]
     env: dict[str, str]
     log: Path
+    ready_when: Callable[[], bool] | None = None  # at work (e.g. answering); default: alive
     proc: subprocess.Popen | None = None
     kills: int = 0
     starts: int = 0
@@ -97,6 +98,15 @@ class Proc:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def ready(self) -> bool:
+        """Alive and at work: a kill now lands in the middle of it, not in its start-up."""
+        return self.alive() and (self.ready_when is None or self.ready_when())
+
+    def logged_since_start(self, marker: str) -> bool:
+        """Whether this start's log has `marker` yet."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return marker in text.rpartition(f"--- start {self.starts} ---")[2]
 
     def kill(self) -> None:
         """SIGKILL: no clean-up, no rollback in the process, exactly what a crash is."""
@@ -124,12 +134,16 @@ def receiver_proc(env: dict[str, str], port: int, logs: Path) -> Proc:
     """`uvicorn receiver.app:create_app --factory` on a loopback port."""
     command = [sys.executable, "-m", "uvicorn", "receiver.app:create_app", "--factory"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    return Proc("receiver", command, env, logs / "receiver.log")
+    return Proc(
+        "receiver", command, env, logs / "receiver.log", lambda: receiver_up(f"http://127.0.0.1:{port}")
+    )
 
 
 def drain_loop_proc(env: dict[str, str], logs: Path, name: str = "drain-loop") -> Proc:
     """`python -m deployments.drain_loop`: journeys and the outbox, in-process flow runs."""
-    return Proc(name, [sys.executable, "-m", "deployments.drain_loop"], env, logs / f"{name}.log")
+    proc = Proc(name, [sys.executable, "-m", "deployments.drain_loop"], env, logs / f"{name}.log")
+    proc.ready_when = lambda: proc.logged_since_start("polling the inbox")
+    return proc
 
 
 def cli_proc(env: dict[str, str], logs: Path, name: str, *args: str) -> Proc:
@@ -445,8 +459,9 @@ def run_with_kills(
     gap: tuple[float, float],
     min_kills: int,
 ) -> list[tuple[float, str]]:
-    """Run `work` in a thread; meanwhile, after random gaps, SIGKILL a random one of `procs` (one that had
-    finished is simply started again) until the work is done and `min_kills` kills were made."""
+    """Run `work` in a thread; meanwhile, after random gaps, SIGKILL a random one of `procs` that is at work
+    and start it again (one that had finished is simply started again), until the work is done, `min_kills`
+    kills were made and each process was killed at least once."""
     import threading
 
     failure: list[BaseException] = []
@@ -460,15 +475,17 @@ def run_with_kills(
     worker = threading.Thread(target=target, name="chaos-work", daemon=True)
     started, kills = time.monotonic(), []
     worker.start()
-    while worker.is_alive() or len(kills) < min_kills:
+    while worker.is_alive() or len(kills) < min_kills or {p.name for p in procs} - {n for _, n in kills}:
         time.sleep(rng.uniform(*gap))
-        victim = rng.choice(procs)
-        if victim.alive():
-            victim.kill()
-            kills.append((round(time.monotonic() - started, 2), victim.name))
-        victim.start()
         if failure:
             break
+        victim = rng.choice(procs)
+        if victim.ready():
+            victim.kill()
+            kills.append((round(time.monotonic() - started, 2), victim.name))
+            victim.start()
+        elif not victim.alive() and victim.kills < 2:  # a short job that finished: again, to be killed
+            victim.start()
     worker.join(120)
     if failure:
         raise failure[0]
@@ -506,3 +523,56 @@ def settle_outbox(stub: Any, env: dict[str, str], logs: Path, *, seed: int, leas
             return
         time.sleep(1)
     raise AssertionError(f"the outbox did not settle (chaos seed {seed})")
+
+
+def flow_proc(env: dict[str, str], logs: Path, name: str, entrypoint: str, **parameters: Any) -> Proc:
+    """One flow run in a process of its own (as a deployment's run would be); its result printed as JSON."""
+    module, _, function = entrypoint.partition(":")
+    code = f"import json\nfrom {module} import {function}\nprint(json.dumps({function}(**{parameters!r})))\n"
+    return Proc(name, [sys.executable, "-c", code], env, logs / f"{name}.log")
+
+
+def last_json(proc: Proc) -> dict:
+    """The last line of the process's output that parses as a JSON object."""
+    for line in reversed(proc.log.read_text(errors="replace").splitlines()):
+        if line.startswith("{"):
+            with suppress(ValueError):
+                return json.loads(line)
+    raise AssertionError(f"{proc.name} printed no JSON:\n{proc.tail()}")
+
+
+@contextmanager
+def prefect_server_proc(database_url: str, port: int, logs: Path) -> Iterator[Proc]:
+    """A real Prefect server (`prefect server start`) on `port`, on a PostgreSQL database of its own on the
+    same server as `database_url`; stop() and start() it to take it away and bring it back on the same port."""
+    import uuid
+
+    from sqlalchemy import create_engine, make_url, text
+
+    from bench.prefect_server import asyncpg_url, drop_database, server_env
+
+    name = f"carepath_chaos_prefect_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(make_url(database_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    home = logs / "prefect-server"
+    home.mkdir(exist_ok=True)
+    env = server_env(home=str(home), database_url=asyncpg_url(database_url, name))
+    command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    server = Proc("prefect-server", command, env, logs / "prefect-server.log")
+    server.ready_when = lambda: _healthy(f"http://127.0.0.1:{port}/api/health")
+    try:
+        server.start()
+        wait_until(server.ready, 180, f"the Prefect server on port {port}")
+        yield server
+    finally:
+        server.stop()
+        drop_database(database_url, name)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
