@@ -74,6 +74,9 @@ def test_provider_faults_over_time_send_every_message_exactly_once(session, prov
     by_channel = dict(session.execute(select(Message.channel, func.count()).group_by(Message.channel)).all())
     session.commit()
     figures = f"run {run}, statuses {statuses}"
+    print(f"chaos figures: provider faults ({window:g} s windows): {run.queued} messages, {run.rounds} send "
+          f"rounds, {run.reconciles} reconciles, {run.sendgrid_events} SendGrid events, answers {run.census}, "
+          f"taken twice {len(once['duplicates'])}, statuses {({str(k): v for k, v in statuses.items()})}")  # fmt: skip
     assert run.settled, f"the outbox did not settle: {figures}"
     assert once["duplicates"] == {}, f"taken more than once: {once['duplicates']}; {figures}"
     assert (
@@ -202,8 +205,12 @@ def test_sigkill_receiver_drain_loop_and_monitor_at_random_moments_keeps_everyth
     finally:
         for proc in procs:
             proc.stop()
-        stub.reset()
     context = f"chaos seed {seed}, kills {kills}"
+    print(f"chaos figures: SIGKILL: {len(kills)} kills {sorted({n for _, n in kills})}, {len(events)} posts "
+          f"({len(sender.answers)} answers, {sender.errors} connection errors), {len(inbox)} inbox rows, "
+          f"{len(stub.twilio_created())} SMS / {len(customers['devices'])} faults, {len(stub.sendgrid_accepted())}"
+          f" emails / {len(customers['resolved']) + len(customers['agents'])} expected, {len(uses)} open "
+          f"entitlement uses / {len(customers['resolved'])} resolutions")  # fmt: skip
     sent_ids = {payload["event_id"] for _, payload, _ in events}
     assert set(sender.accepted) == sent_ids, context  # the sender got a 202 for each, in the end
     assert sorted(e for e, _ in inbox) == sorted(sent_ids), context  # each stored once
@@ -275,7 +282,7 @@ def test_postgresql_restart_under_load_is_503_with_retry_after_then_nothing_acce
         url = cluster.url("carepath")
         upgrade(url)
         with pointed_at(monkeypatch, url):
-            engine = create_engine(url)
+            engine = create_engine(url, pool_pre_ping=True)  # its connections die with the server
             with Session(engine) as session:
                 devices = [
                     make_device(session, owner=make_contact(session, phone=f"+30691235{i:04d}")).device_id
@@ -321,8 +328,10 @@ def test_postgresql_restart_under_load_is_503_with_retry_after_then_nothing_acce
                 receiver.stop()
                 drain.stop()
                 engine.dispose()
-                stub.reset()
     statuses = {s for _, s, _ in sender.answers}
+    census = {s: sum(1 for _, a, _ in sender.answers if a == s) for s in statuses}
+    print(f"chaos figures: PostgreSQL restart: answers {census}, connection errors {sender.errors}, "
+          f"{len(inbox)} faults in the inbox, {len(stub.twilio_created())} SMS at the stub")  # fmt: skip
     context = f"chaos seed {seed}; answers {statuses}; receiver log:\n{receiver.tail()}"
     assert statuses <= {202, 503}, context  # never a 500, never a 202 for what was not stored
     assert all(after for _, s, after in sender.answers if s == 503), context  # each 503 says Retry-After
@@ -414,8 +423,10 @@ def test_prefect_server_down_loses_nothing_and_the_sweep_announces_what_waited(
             receiver.stop()
             drain.proc.send_signal(signal.SIGCONT)
             drain.stop()
-            stub.reset()
     context = f"chaos seed {seed}; sweep {figures}; waiting {sorted(waiting)}"
+    print(f"chaos figures: Prefect server down {PREFECT_DOWN_SECONDS:g} s: {len(sender.answers)} answers "
+          f"{sorted({s for _, s, _ in sender.answers})}, {len(waiting)} rows waited unannounced, the sweep "
+          f"announced {figures.get('announced')}, {len(stub.twilio_created())} SMS for {len(devices)} faults")  # fmt: skip
     assert all(s == 202 for _, s, _ in sender.answers), context  # Prefect away: still accepted
     assert figures["announced"] == len(waiting) > 0, context  # the sweep announced what waited
     assert all(r.announced_at for r in rows if r.id in waiting), context
