@@ -118,7 +118,7 @@ def arrange_customers(session, *, faults: int, resolutions: int, warnings: int) 
     sla = Sla(name="Gold SLA", applies_to_tier=Tier.GOLD)
     session.add(sla)
     session.flush()
-    session.add(SlaKpi(sla_id=sla.id, kpi="first_response", minutes=15, warn_after_minutes=10))
+    session.add(SlaKpi(sla_id=sla.id, kpi="first_response", minutes=120, warn_after_minutes=10))  # no failure
     agents = []
     for i in range(warnings):
         agent = Agent(name=f"Agent {i}", email=f"agent{i}@carepath.example")
@@ -183,7 +183,7 @@ def test_sigkill_receiver_drain_loop_and_monitor_at_random_moments_keeps_everyth
         chaos.wait_until(lambda: chaos.receiver_up(sender.base_url), 60, "the receiver", seed=seed)
         kills = chaos.run_with_kills(
             rng, procs, work=lambda: chaos.send_all(sender, events, rng, deadline=time.monotonic() + 240),
-            gap=(0.5, 2.5), min_kills=KILLS,
+            gap=(1.0, 3.0), min_kills=KILLS,
         )  # fmt: skip
         print(f"chaos figures: kills (seconds, process) {kills}")
         for proc in procs[:2]:
@@ -222,7 +222,7 @@ def test_sigkill_receiver_drain_loop_and_monitor_at_random_moments_keeps_everyth
     assert sorted(mails_to) == sorted(expected), context  # one resolution email, one warning each
     assert len(uses) == len(customers["resolved"]) and all(n == 1 for _, n in uses), context
     assert all(remaining[r["entitlement"]] == 14 for r in customers["resolved"]), context
-    assert monitor.starts + 1 >= 2 and receiver.kills + drain.kills + monitor.kills >= KILLS, context
+    assert {n for _, n in kills} == {p.name for p in procs} and len(kills) >= KILLS, context  # each, mid-work
 
 
 # §2 PostgreSQL restarted while the receiver accepts and a journey drains (a cluster of its own).

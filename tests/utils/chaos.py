@@ -83,6 +83,7 @@ class Proc:
     env: dict[str, str]
     log: Path
     ready_when: Callable[[], bool] | None = None  # at work (e.g. answering); default: alive
+    job: bool = False  # a run that ends by itself (not a service): started again later, not at once
     proc: subprocess.Popen | None = None
     kills: int = 0
     starts: int = 0
@@ -149,7 +150,7 @@ def drain_loop_proc(env: dict[str, str], logs: Path, name: str = "drain-loop") -
 def cli_proc(env: dict[str, str], logs: Path, name: str, *args: str) -> Proc:
     """One `carepath` command in a process of its own (e.g. `sla-monitor --json`)."""
     command = [sys.executable, "-m", "cli", *args]
-    return Proc(name, command, env, logs / f"{name}.log")
+    return Proc(name, command, env, logs / f"{name}.log", job=True)
 
 
 def receiver_up(url: str) -> bool:
@@ -459,9 +460,10 @@ def run_with_kills(
     gap: tuple[float, float],
     min_kills: int,
 ) -> list[tuple[float, str]]:
-    """Run `work` in a thread; meanwhile, after random gaps, SIGKILL a random one of `procs` that is at work
-    and start it again (one that had finished is simply started again), until the work is done, `min_kills`
-    kills were made and each process was killed at least once."""
+    """Run `work` in a thread; meanwhile, after random gaps, SIGKILL a random one of `procs` that is at work:
+    a service is started again at once, a job (which may also have finished by itself) the next time it is
+    picked, up to three times. Until the work is done, `min_kills` kills were made and each process was
+    killed at least once."""
     import threading
 
     failure: list[BaseException] = []
@@ -483,8 +485,9 @@ def run_with_kills(
         if victim.ready():
             victim.kill()
             kills.append((round(time.monotonic() - started, 2), victim.name))
-            victim.start()
-        elif not victim.alive() and victim.kills < 2:  # a short job that finished: again, to be killed
+            if not victim.job:
+                victim.start()
+        elif victim.job and not victim.alive() and victim.starts <= 3:
             victim.start()
     worker.join(120)
     if failure:
