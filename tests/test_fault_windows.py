@@ -31,10 +31,10 @@ def post_sms(stub: ProviderStub) -> int:
 
 def test_a_fault_window_answers_every_send_while_open_then_the_next_window_then_health() -> None:
     with ProviderStub() as stub:
-        stub.fault_window("twilio", 0.4, status=500)
-        stub.fault_window("twilio", 0.4, status=429, headers={"Retry-After": "1"})
+        stub.fault_window("twilio", 2.5, status=500)
+        stub.fault_window("twilio", 2.5, status=429, headers={"Retry-After": "1"})
         assert [post_sms(stub), post_sms(stub)] == [500, 500]
-        time.sleep(stub.faults_over() - 0.2)  # into the second window
+        time.sleep(stub.faults_over() - 1.25)  # into the middle of the second window
         assert post_sms(stub) == 429
         time.sleep(stub.faults_over())
         assert post_sms(stub) == 201
