@@ -49,7 +49,7 @@ def test_provider_faults_over_time_send_every_message_exactly_once(session, prov
     """Both providers go through 500s, 429s with Retry-After, answers dropped after taking the message and
     5 s per request, one window after the other, while messages keep coming: afterwards every message was
     taken exactly once by its provider and is settled; the backlog drained when the provider recovered."""
-    window = float(os.environ.get("CAREPATH_CHAOS_PROVIDER_WINDOW_SECONDS", "3"))
+    window = float(os.environ.get("CAREPATH_CHAOS_PROVIDER_WINDOW_SECONDS", "2"))
     set_env(
         monkeypatch,
         send_timeout_seconds=7,  # above the slow provider's 5 s: slow is slow, not lost
@@ -89,7 +89,7 @@ def test_provider_faults_over_time_send_every_message_exactly_once(session, prov
         assert all(census.get(k, 0) > 0 for k in ("500", "429", "0", "slow", ok)), figures
 
 
-KILLS = int(os.environ.get("CAREPATH_CHAOS_KILLS", "4"))  # at least; each process at least once
+KILLS = int(os.environ.get("CAREPATH_CHAOS_KILLS", "3"))  # at least; each process at least once
 
 # §1 SIGKILL the receiver, the drain loop (and the flow runs inside it) and the SLA monitor mid-work.
 
