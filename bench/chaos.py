@@ -3,7 +3,7 @@
     python -m bench.chaos --minutes 5 [--prefect-down-seconds 60] [--kills 12] [--seed N] [--pg-url URL]
 
 `--minutes`: how long the provider misbehaves (500s, 429 with Retry-After, answers dropped after taking the
-message, then 5 s per request for twice as long, for each provider) while messages keep coming; the other
+message, then 5 s per request for twice as long plus 5 s, for each provider) while messages keep coming; the other
 tests get the Prefect server away for `--prefect-down-seconds` and at least `--kills` SIGKILLs. Every test
 asserts exactly once at the provider stub; this prints what each one did ("chaos figures") and its wall time.
 """

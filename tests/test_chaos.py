@@ -49,7 +49,7 @@ def test_provider_faults_over_time_send_every_message_exactly_once(session, prov
     """Both providers go through 500s, 429s with Retry-After, answers dropped after taking the message and
     5 s per request, one window after the other, while messages keep coming: afterwards every message was
     taken exactly once by its provider and is settled; the backlog drained when the provider recovered."""
-    window = float(os.environ.get("CAREPATH_CHAOS_PROVIDER_WINDOW_SECONDS", "2"))
+    window = float(os.environ.get("CAREPATH_CHAOS_PROVIDER_WINDOW_SECONDS", "3"))
     set_env(
         monkeypatch,
         send_timeout_seconds=7,  # above the slow provider's 5 s: slow is slow, not lost
@@ -65,7 +65,7 @@ def test_provider_faults_over_time_send_every_message_exactly_once(session, prov
             chaos.open_fault_schedule(providers, provider, window)
 
     run = chaos.drive_outbox_through_faults(
-        providers, schedule=schedule, per_tick=(2, 2), deadline=time.monotonic() + 5 * window + 60
+        providers, schedule=schedule, per_tick=(2, 2), deadline=time.monotonic() + 5 * window + 65
     )
 
     once = chaos.exactly_once_at_the_stub(providers)

@@ -282,12 +282,13 @@ FAULT_MODES = ("500", "429", "timeout-after-accepting", "slow")
 def open_fault_schedule(stub: Any, provider: str, seconds_each: float, *, slow_seconds: float = 5.0) -> None:
     """One window of each fault, one after the other: 500s, 429 with Retry-After, answers dropped after the
     provider took the message, and a provider that takes `slow_seconds` per request (then healthy). The slow
-    window lasts twice as long: a wave blocked in another window's retries must still meet it."""
+    window lasts twice as long plus one slow answer: a wave blocked in another window's retries, or in a slow
+    answer, must still meet it."""
     ok = 201 if provider == "twilio" else 202
     stub.fault_window(provider, seconds_each, status=500)
     stub.fault_window(provider, seconds_each, status=429, headers={"Retry-After": "1"})
     stub.fault_window(provider, seconds_each, status=ok, drop=True, create=True, every=2)
-    stub.fault_window(provider, 2 * seconds_each, status=ok, delay=slow_seconds)
+    stub.fault_window(provider, 2 * seconds_each + slow_seconds, status=ok, delay=slow_seconds)
 
 
 def feed_sendgrid_events(stub: Any, fed: set[int]) -> int:
