@@ -64,6 +64,12 @@ class Settings(BaseSettings):
         description="A claim on queued messages lasts this long; past it a dead sender's messages are given "
         "back (queued if never attempted, else unknown and looked up).",
     )
+    send_defer_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="A message the provider kept refusing (429, 5xx, refused connection: provably not taken) "
+        "after every attempt waits this long, then is queued again: a provider outage delays, never loses.",
+    )
     reconcile_grace_seconds: float = Field(
         default=300.0,
         ge=0,

@@ -13,7 +13,7 @@ from carepath.settings import Settings, get_settings
 from receiver.announce import Announcer
 from receiver.customers import router as customers_router
 from receiver.db import make_async_engine
-from receiver.errors import Rejected, rejected_handler, signature_handler
+from receiver.errors import Rejected, Unavailable, rejected_handler, signature_handler, unavailable_handler
 from receiver.inbox_writer import InboxWriter
 from receiver.portal import router as portal_router
 from receiver.signatures import SignatureError
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Carepath receiver", version="0.1.0", lifespan=lifespan)
     app.add_exception_handler(Rejected, rejected_handler)
     app.add_exception_handler(SignatureError, signature_handler)
+    app.add_exception_handler(Unavailable, unavailable_handler)
     app.include_router(webhook_router)
     app.include_router(tracking_router)
     app.include_router(customers_router)

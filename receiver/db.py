@@ -28,4 +28,8 @@ def make_async_engine(database_url: str) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    # pre_ping: after a database restart, pooled connections are dead; each is tested and replaced on checkout.
+    # A connect time-out keeps requests from hanging while the server is away (they get a 503 instead).
+    return create_async_engine(
+        url, pool_size=10, max_overflow=10, pool_pre_ping=True, connect_args={"timeout": 5}
+    )

@@ -22,6 +22,21 @@ class Rejected(Exception):
         self.errors = errors
 
 
+class Unavailable(Exception):
+    """The receiver could not store an event (its database is away): 503 with Retry-After, nothing stored."""
+
+
+RETRY_AFTER_SECONDS = 5
+
+
+async def unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
+    """503 with Retry-After and the reason; not recorded as a rejection (the database is what failed)."""
+    source = request.scope.get("carepath_source", "unknown")
+    logger.warning("a %s webhook got 503: %s", source, exc)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return JSONResponse({"error": str(exc)}, status_code=503, headers=headers)
+
+
 async def rejected_handler(request: Request, exc: Rejected) -> JSONResponse:
     """Answer with the reason and record the refusal (source, reason, time; never the body or a secret)."""
     source = request.scope.get("carepath_source", "unknown")

@@ -20,7 +20,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from carepath.settings import Settings
 from carepath.sources import Source, routes
-from receiver.errors import Rejected
+from receiver.errors import Rejected, Unavailable
 from receiver.inbox_writer import Accepted
 from receiver.signatures import verify_basic_auth, verify_carepath, verify_sendgrid, verify_twilio
 
@@ -112,9 +112,15 @@ def twilio_form(request: Request, body: bytes) -> dict[str, str]:
 
 
 async def store(request: Request, declared: Source, event_id: str, payload: dict[str, Any]) -> Accepted:
-    return await request.app.state.writer.store(
-        source=declared.source, kind=declared.kind, event_id=event_id, payload=payload
-    )
+    """The event's inbox row, committed; a store that failed (the database is away) is a 503, never a 202."""
+    try:
+        return await request.app.state.writer.store(
+            source=declared.source, kind=declared.kind, event_id=event_id, payload=payload
+        )
+    except Exception as exc:  # nothing was stored: the sender must send it again
+        raise Unavailable(
+            f"the inbox could not store the event ({type(exc).__name__}); send it again"
+        ) from exc
 
 
 def accepted_one(a: Accepted) -> JSONResponse:

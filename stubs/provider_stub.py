@@ -23,7 +23,14 @@ started ``stub``::
     sendgrid.send(Mail(from_email="a@x.example", to_emails="b@y.example", subject="S", plain_text_content="T"))
     # Errors raise python_http_client.exceptions.HTTPError subclasses (.status_code, .body).
 
-Standalone: ``python -m stubs.provider_stub --host 127.0.0.1 --port 8025``.
+Faults over time: ``fault_window(provider, seconds, status=..., delay=..., drop=..., every=...)`` answers every
+send (or every n-th) with that fault until the window closes, whatever else is programmed; windows queue one
+after the other, so a schedule is a few calls. ``fail_next`` programs the next N answers instead.
+
+Standalone: ``python -m stubs.provider_stub --host 127.0.0.1 --port 8025``; ``--fault twilio:30:500`` (provider,
+seconds, status, optionally ``:delay`` in seconds) opens fault windows from the start, and a running stub takes
+``POST /_stub/faults`` with the ``fault_window`` keywords as JSON, and answers ``GET /_stub/requests`` with its
+counts, so a stub in another process can be driven and read.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple, Self
 from urllib.parse import parse_qsl, urlsplit
 
-_PROVIDER_PREFIXES = (("/2010-04-01/", "twilio"), ("/v3/", "sendgrid"))
+_PROVIDER_PREFIXES = (("/2010-04-01/", "twilio"), ("/v3/", "sendgrid"), ("/_stub/", "control"))
 _TWILIO_CREATE = re.compile(r"/2010-04-01/Accounts/([^/]+)/Messages\.json")
 _TWILIO_FETCH = re.compile(r"/2010-04-01/Accounts/([^/]+)/Messages/([^/]+)\.json")
 _TWILIO_MESSAGES = {
@@ -85,6 +92,8 @@ class RecordedRequest:
     status: int  # the status the stub answered with
     response: dict | None  # the JSON it answered with; SendGrid's 202: {"x_message_id": ...}
     received_at: float
+    accepted: bool = False  # the message was created (Twilio) or the mail taken (SendGrid), answered or not
+    delayed: float = 0.0  # seconds the stub waited before answering (a programmed slow answer)
 
 
 class _Programmed(NamedTuple):
@@ -96,6 +105,17 @@ class _Programmed(NamedTuple):
     drop: bool = False  # close the connection without answering
     create: bool = True  # for a 2xx twilio answer: whether the message is created
     headers: dict[str, str] | None = None  # extra answer headers (e.g. Retry-After)
+
+
+@dataclass(frozen=True)
+class FaultWindow:
+    """A fault answered to every `every`-th send of `provider` between `starts` and `ends` (monotonic time)."""
+
+    provider: str
+    starts: float
+    ends: float
+    answer: _Programmed
+    every: int = 1
 
 
 def _instant(value: str, *, end: bool = False) -> float:
@@ -214,6 +234,8 @@ class ProviderStub:
         self._messages: dict[str, dict] = {}  # sid -> resource, for GET .../Messages/{sid}.json and lists
         self._sent_at: dict[str, float] = {}  # sid -> Unix time, for the list's DateSent filters
         self._programmed: dict[str, deque[_Programmed]] = {"twilio": deque(), "sendgrid": deque()}
+        self._windows: list[FaultWindow] = []
+        self._window_hits: dict[int, int] = {}  # id(window) -> sends seen inside it
         self._server: _Server | None = None
         self._generation = 0  # bumped by reset(), so requests still in flight then are not recorded after it
 
@@ -265,6 +287,10 @@ class ProviderStub:
         with self._lock:
             return list(self._messages.values())
 
+    def sendgrid_accepted(self) -> list[RecordedRequest]:
+        """Every mail SendGrid took, including those whose answer was dropped: what exactly-once counts."""
+        return [r for r in self.requests if r.provider == "sendgrid" and r.accepted]
+
     def sendgrid_mails(self) -> list[RecordedRequest]:
         """Accepted (2xx) SendGrid sends."""
         return [r for r in self.requests if r.provider == "sendgrid" and 0 < r.status < 300]
@@ -293,14 +319,56 @@ class ProviderStub:
         with self._lock:
             self._programmed[provider].extend([answer] * count)
 
+    def fault_window(
+        self,
+        provider: str,
+        seconds: float,
+        *,
+        status: int = 500,
+        delay: float = 0.0,
+        drop: bool = False,
+        create: bool = True,
+        headers: dict[str, str] | None = None,
+        every: int = 1,
+    ) -> FaultWindow:
+        """For `seconds`, starting when the windows already queued for `provider` close, answer every
+        `every`-th send with this fault (the others as usual). A 2xx status with a delay is a slow provider;
+        `drop=True, create=True` a time-out after accepting; 429 with ``headers={"Retry-After": "1"}``."""
+        if provider not in self._programmed or seconds <= 0 or every < 1:
+            raise ValueError(f"unknown provider {provider!r}, seconds {seconds} <= 0 or every {every} < 1")
+        answer = _Programmed(status, None, None, delay, None, drop, create, headers)
+        with self._lock:
+            now = time.monotonic()
+            starts = max([now, *(w.ends for w in self._windows if w.provider == provider)])
+            window = FaultWindow(provider, starts, starts + seconds, answer, every)
+            self._windows.append(window)
+        return window
+
+    def faults_over(self) -> float:
+        """Seconds until every fault window has closed (0 when none is open or queued)."""
+        with self._lock:
+            return max([0.0, *(w.ends - time.monotonic() for w in self._windows)])
+
+    def _window_answer(self, provider: str) -> _Programmed | None:
+        """The answer of the fault window open now for `provider`, if this send is one it hits (under the lock)."""
+        now = time.monotonic()
+        self._windows = [w for w in self._windows if w.ends > now]
+        for window in self._windows:
+            if window.provider == provider and window.starts <= now:
+                hits = self._window_hits[id(window)] = self._window_hits.get(id(window), 0) + 1
+                return window.answer if hits % window.every == 0 else None
+        return None
+
     def reset(self) -> None:
-        """Forget recorded requests, created messages and programmed answers."""
+        """Forget recorded requests, created messages, programmed answers and fault windows."""
         with self._lock:
             self._requests.clear()
             self._messages.clear()
             self._sent_at.clear()
             for queue in self._programmed.values():
                 queue.clear()
+            self._windows.clear()
+            self._window_hits.clear()
             self._generation += 1
 
     # Request handling, on the server's threads. Each answer sets rec.status and rec.response.
@@ -311,10 +379,15 @@ class ProviderStub:
         provider = next((name for prefix, name in _PROVIDER_PREFIXES if path.startswith(prefix)), "unknown")
         rec = RecordedRequest(provider, method, path, headers, {}, None, 404, None, time.time())
         query = dict(parse_qsl(urlsplit(target).query, keep_blank_values=True))
+        if provider == "control":
+            return self._control(method, path, body)
         with self._lock:  # programmed answers are for sends (POST), never for look-ups
             generation, queue = self._generation, self._programmed.get(provider)
-            programmed = queue.popleft() if queue and method == "POST" else None
+            programmed = self._window_answer(provider) if queue is not None and method == "POST" else None
+            if programmed is None:  # an open fault window comes first; the programmed answer waits
+                programmed = queue.popleft() if queue and method == "POST" else None
         if programmed and programmed.delay > 0:
+            rec.delayed = programmed.delay
             time.sleep(programmed.delay)
         failure = programmed if programmed and not 200 <= programmed.status < 300 else None
         if programmed and 200 <= programmed.status < 300 and not programmed.create:
@@ -338,6 +411,25 @@ class ProviderStub:
         data = b"" if rec.response is None else json.dumps(rec.response).encode()
         return rec.status, data, extra
 
+    def _control(self, method: str, path: str, body: bytes) -> tuple[int, bytes, dict]:
+        """The control routes of a stub in another process: open a fault window; read the counts."""
+        if method == "POST" and path == "/_stub/faults":
+            try:
+                options = json.loads(body)
+                window = self.fault_window(options.pop("provider"), options.pop("seconds"), **options)
+            except (ValueError, KeyError, TypeError) as exc:
+                return 400, json.dumps({"error": str(exc)}).encode(), {}
+            return 201, json.dumps({"ends_in": window.ends - time.monotonic()}).encode(), {}
+        if method == "GET" and path == "/_stub/requests":
+            counts = {
+                "twilio_creates": len(self.twilio_creates()),
+                "twilio_created": len(self.twilio_created()),
+                "sendgrid_mails": len(self.sendgrid_mails()),
+                "faults_over_in": self.faults_over(),
+            }
+            return 200, json.dumps(counts).encode(), {}
+        return 404, json.dumps({"error": "not found", "path": path}).encode(), {}
+
     def _twilio(
         self, rec: RecordedRequest, body: bytes, failure: _Programmed | None, query: dict[str, str]
     ) -> None:
@@ -357,6 +449,7 @@ class ProviderStub:
             rec.status, rec.response = 401, _twilio_error(401, 20003, _TWILIO_MESSAGES[20003])
         elif create and rec.method == "POST":
             rec.status, rec.response = self._twilio_create(rec.form, rec.path)
+            rec.accepted = rec.status == 201
         elif create and rec.method == "GET":
             rec.status, rec.response = 200, self._twilio_list(query, rec.path)
         elif fetch and rec.method == "GET" and fetch.group(2) in self._messages:
@@ -447,6 +540,7 @@ class ProviderStub:
         else:
             # 22 url-safe characters, the shape of SendGrid's X-Message-Id.
             rec.status, rec.response = 202, {"x_message_id": secrets.token_urlsafe(16)}
+            rec.accepted = True
             return True
         return False
 
@@ -459,7 +553,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--twilio-account-sid", default="ACtest")
     parser.add_argument("--twilio-auth-token", default="test-token")
     parser.add_argument("--sendgrid-api-key", default="SG.test-key")
-    with ProviderStub(**vars(parser.parse_args(argv))) as stub:  # option names match the keywords
+    parser.add_argument(
+        "--fault", action="append", default=[], metavar="PROVIDER:SECONDS:STATUS[:DELAY]",
+        help="open a fault window at start (repeatable; windows of a provider follow one another)",
+    )  # fmt: skip
+    options = vars(parser.parse_args(argv))
+    faults = options.pop("fault")
+    with ProviderStub(**options) as stub:  # option names match the keywords
+        for fault in faults:
+            provider, seconds, status, *delay = fault.split(":")
+            stub.fault_window(
+                provider, float(seconds), status=int(status), delay=float(delay[0]) if delay else 0
+            )
         print(stub.base_url, flush=True)
         with suppress(KeyboardInterrupt):
             threading.Event().wait()

@@ -17,7 +17,9 @@ from tests.utils.databases import BACKEND, empty_all_tables, fresh_database
 
 # Tests never read a developer's .env or provider credentials from the environment.
 for _key in [k for k in os.environ if k.startswith(("CAREPATH_", "TWILIO_", "SENDGRID_"))]:
-    if _key not in ("CAREPATH_TEST_DB", "CAREPATH_TEST_POSTGRES_URL"):
+    if _key not in ("CAREPATH_TEST_DB", "CAREPATH_TEST_POSTGRES_URL") and not _key.startswith(
+        "CAREPATH_CHAOS_"
+    ):
         del os.environ[_key]
 os.environ["CAREPATH_ENV_FILE"] = ""  # never a developer's .env
 os.environ.setdefault("CAREPATH_SEND_BACKOFF_SECONDS", "0.01")

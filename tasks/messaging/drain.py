@@ -72,7 +72,11 @@ def drain_outbox(
         with unit_of_work() as session:
             total.add(
                 record_outcomes(
-                    session=session, outcomes=outcomes, attempted_at=attempted_at, providers=providers
+                    session=session,
+                    outcomes=outcomes,
+                    attempted_at=attempted_at,
+                    providers=providers,
+                    defer=timedelta(seconds=settings.send_defer_seconds),
                 )
             )
     return total

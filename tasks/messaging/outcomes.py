@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import Session
@@ -20,6 +20,7 @@ class SendSummary:
     sent: int = 0
     failed: int = 0
     unknown: int = 0
+    deferred: int = 0  # refused provably (429, 5xx) after every attempt: queued again after a wait
     failures: dict[int, str] = field(default_factory=dict)
 
     def add(self, other: SendSummary) -> None:
@@ -27,12 +28,54 @@ class SendSummary:
         self.sent += other.sent
         self.failed += other.failed
         self.unknown += other.unknown
+        self.deferred += other.deferred
         self.failures.update(other.failures)
 
 
-def _row(o: Outcome, now: datetime, provider: str | None) -> tuple[dict, dict]:
+def deferred(o: Outcome, defer: timedelta | None) -> bool:
+    """Whether the outcome is a refusal that proves the provider took nothing (429, 5xx, refused connection),
+    to be tried again after `defer` rather than failed: a provider outage must delay messages, not lose them."""
+    return defer is not None and o.error is not None and o.error.transient
+
+
+def _row(
+    o: Outcome, now: datetime, provider: str | None, attempted_at: datetime, defer: timedelta | None = None
+) -> tuple[dict, dict]:
     """The message update and the delivery event for one outcome."""
-    base = {"b_id": o.message.id, "attempts": o.attempts, "updated_at": now, "lease_expires_at": None}
+    base = {
+        "b_id": o.message.id,
+        "attempts": o.attempts,
+        "updated_at": now,
+        "lease_expires_at": None,
+        "attempted_at": attempted_at,
+    }
+    if deferred(o, defer):
+        # Held, as never attempted (nothing reached the provider), until the lease runs out: then
+        # release_expired_leases queues it again. Not claimable meanwhile, so no sender spins on it.
+        err = o.error
+        reason = f"deferred after {o.attempts} refusals ({err.http_status or 'no answer'}): {err.reason}"[
+            :500
+        ]
+        update_row = {
+            **base,
+            "status": MessageStatus.SENDING,
+            "lease_expires_at": now + defer,
+            "attempted_at": None,
+            "provider": err.provider,
+            "provider_message_id": None,
+            "sent_at": None,
+            "error_code": str(err.code) if err.code is not None else None,
+            "status_reason": reason,
+        }
+        payload = {"provider": err.provider, "http_status": err.http_status, "attempts": o.attempts}
+        return update_row, {
+            "message_id": o.message.id,
+            "status": "deferred",
+            "error_code": update_row["error_code"],
+            "reason": reason,
+            "payload": payload,
+            "occurred_at": now,
+        }
     if o.result is not None:
         update_row = {
             **base,
@@ -93,18 +136,26 @@ def _row(o: Outcome, now: datetime, provider: str | None) -> tuple[dict, dict]:
 
 
 def record_outcomes(
-    *, session: Session, outcomes: list[Outcome], attempted_at: datetime, providers: dict[MessageChannel, str]
+    *,
+    session: Session,
+    outcomes: list[Outcome],
+    attempted_at: datetime,
+    providers: dict[MessageChannel, str],
+    defer: timedelta | None = None,
 ) -> SendSummary:
-    """Save each outcome on its message (only while this attempt still holds it); honour opt-outs."""
+    """Save each outcome on its message (only while this attempt still holds it); honour opt-outs. With
+    `defer`, a provable refusal after every attempt is tried again after that wait instead of failing."""
     now = utcnow()
     summary = SendSummary(claimed=len(outcomes))
     updates, events, opted_out = [], [], set()
     for o in outcomes:
-        update_row, event = _row(o, now, providers.get(o.message.channel))
+        update_row, event = _row(o, now, providers.get(o.message.channel), attempted_at, defer)
         updates.append(update_row)
         events.append(event)
         if o.result is not None:
             summary.sent += 1
+        elif deferred(o, defer):
+            summary.deferred += 1
         elif o.error is not None:
             summary.failed += 1
             summary.failures[o.message.id] = o.error.reason
