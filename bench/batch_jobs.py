@@ -1,0 +1,96 @@
+"""The scheduled deployments of prefect.yaml run on their cadence, in one long-lived process (for the soak).
+
+Every deployment with a schedule in prefect.yaml (sla-monitor, route-cases, inbox-sweep each minute;
+reconcile-entitlements, delivery-analytics, kpi-report daily; bulk-delete-merged-contacts weekly) has its
+flow called in-process, as `deployments/drain_loop.py` calls the journeys: a flow run on the Prefect server
+each time, with the deployment's parameters. A minute schedule runs every `--minute-every` seconds (60: as
+deployed); a daily or weekly one every `--long-every` seconds (a soak of minutes would otherwise never see
+it). One line of JSON per run on stdout: deployment, final state, seconds.
+
+Run: `python -m bench.batch_jobs [--minute-every 60 --long-every 300]` (SIGTERM stops it between runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    """A deployment with a schedule: its flow and how often the soak runs it."""
+
+    deployment: str
+    entrypoint: str
+    parameters: dict[str, Any]
+    every_seconds: float
+
+
+def is_every_minute(cron: str) -> bool:
+    """Whether a cron expression fires every minute."""
+    return cron.split() == ["*"] * 5
+
+
+def scheduled_jobs(*, minute_every: float, long_every: float, path: Path = ROOT / "prefect.yaml") -> list:
+    """Every deployment of prefect.yaml with an active cron schedule, with the soak's cadence for it."""
+    jobs = []
+    for d in yaml.safe_load(path.read_text())["deployments"]:
+        crons = [s["cron"] for s in d.get("schedules") or [] if s.get("active", True) and "cron" in s]
+        if crons:
+            every = minute_every if any(is_every_minute(c) for c in crons) else long_every
+            jobs.append(ScheduledJob(d["name"], d["entrypoint"], d.get("parameters") or {}, every))
+    return jobs
+
+
+def run(jobs: list[ScheduledJob], stopping) -> None:
+    """Run each job when due (all at start), one after another, until `stopping()`."""
+    from carepath.sources import load_flow
+
+    flows = {job.deployment: load_flow(job.entrypoint) for job in jobs}
+    due = dict.fromkeys(flows, time.monotonic())
+    while not stopping():
+        for job in jobs:
+            if stopping() or time.monotonic() < due[job.deployment]:
+                continue
+            due[job.deployment] += job.every_seconds
+            started = time.monotonic()
+            state = flows[job.deployment](**job.parameters, return_state=True)
+            line = {
+                "deployment": job.deployment,
+                "state": state.type.value,
+                "seconds": time.monotonic() - started,
+            }
+            print(json.dumps(line), flush=True)
+        time.sleep(0.2)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--minute-every", type=float, default=60.0, help="seconds between runs of minute jobs")
+    p.add_argument("--long-every", type=float, default=300.0, help="seconds between daily/weekly jobs")
+    args = p.parse_args(argv)
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    jobs = scheduled_jobs(minute_every=args.minute_every, long_every=args.long_every)
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):  # as the drain loop runs
+        run(jobs, lambda: stopping)
+
+
+if __name__ == "__main__":
+    main()
