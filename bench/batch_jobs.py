@@ -2,10 +2,10 @@
 
 Every deployment with a schedule in prefect.yaml (sla-monitor, route-cases, inbox-sweep each minute;
 reconcile-entitlements, delivery-analytics, kpi-report daily; bulk-delete-merged-contacts weekly) has its
-flow called in-process, as `deployments/drain_loop.py` calls the journeys: a flow run on the Prefect server
-each time, with the deployment's parameters. A minute schedule runs every `--minute-every` seconds (60: as
-deployed); a daily or weekly one every `--long-every` seconds (a soak of minutes would otherwise never see
-it). One line of JSON per run on stdout: deployment, final state, seconds.
+flow called in-process, a thread per deployment, as `deployments/drain_loop.py` calls the journeys: a flow
+run on the Prefect server each time, with the deployment's parameters. A minute schedule runs every
+`--minute-every` seconds (60: as deployed); a daily or weekly one every `--long-every` seconds (a soak of
+minutes would otherwise never see it). One line of JSON per run on stdout: deployment, final state, seconds.
 
 Run: `python -m bench.batch_jobs [--minute-every 60 --long-every 300]` (SIGTERM stops it between runs).
 """
@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,25 +54,34 @@ def scheduled_jobs(*, minute_every: float, long_every: float, path: Path = ROOT 
 
 
 def run(jobs: list[ScheduledJob], stopping) -> None:
-    """Run each job when due (all at start), one after another, until `stopping()`."""
+    """Each job in a thread of its own, as each deployment runs apart: at start, then every
+    `every_seconds` (a run that outlasts its period delays the next, one at a time as deployed)."""
+    threads = [threading.Thread(target=run_job, args=(job, stopping), name=job.deployment) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def run_job(job: ScheduledJob, stopping) -> None:
+    """Run one job's flow whenever due until `stopping()`; print a JSON line per run."""
     from carepath.sources import load_flow
 
-    flows = {job.deployment: load_flow(job.entrypoint) for job in jobs}
-    due = dict.fromkeys(flows, time.monotonic())
+    flow = load_flow(job.entrypoint)
+    due = time.monotonic()
     while not stopping():
-        for job in jobs:
-            if stopping() or time.monotonic() < due[job.deployment]:
-                continue
-            due[job.deployment] += job.every_seconds
-            started = time.monotonic()
-            state = flows[job.deployment](**job.parameters, return_state=True)
-            line = {
-                "deployment": job.deployment,
-                "state": state.type.value,
-                "seconds": time.monotonic() - started,
-            }
-            print(json.dumps(line), flush=True)
-        time.sleep(0.2)
+        if time.monotonic() < due:
+            time.sleep(0.2)
+            continue
+        due += job.every_seconds
+        started = time.monotonic()
+        state = flow(**job.parameters, return_state=True)
+        line = {
+            "deployment": job.deployment,
+            "state": state.type.value,
+            "seconds": time.monotonic() - started,
+        }
+        print(json.dumps(line), flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -87,6 +98,10 @@ def main(argv: list[str] | None = None) -> None:
         stopping = True
 
     signal.signal(signal.SIGTERM, stop)
+    if api_url := os.environ.get("PREFECT_API_URL"):  # started alongside the server: wait for it
+        from deployments.serve import wait_for
+
+        wait_for(f"{api_url}/health", 120, "the Prefect server")
     jobs = scheduled_jobs(minute_every=args.minute_every, long_every=args.long_every)
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):  # as the drain loop runs
         run(jobs, lambda: stopping)

@@ -50,7 +50,7 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, text
 
-from bench.prefect_server import drop_database, prefect_server
+from bench.prefect_server import asyncpg_url, drop_database, server_env, wait_healthy
 from bench.setup_data import DEFAULT_PG_URL, generate_organisation, recreate_database
 from deployments.serve import free_port, wait_for_port
 from stubs.provider_stub import SUMMARY_PATH
@@ -93,7 +93,8 @@ class SoakConfig:
     concurrency: int = 64  # requests in flight at most
     seed: int = 18
     sms_per_second: int = 1000  # the Prefect SMS rate limit (the provider's rate)
-    keep: bool = False  # keep the databases afterwards
+    keep: bool = False  # keep the soak database afterwards
+    log_dir: str | None = None  # keep each process's log there (default: a temporary folder)
 
 
 def planned(config: SoakConfig) -> dict[str, int]:
@@ -241,9 +242,9 @@ class Stack:
     env: dict[str, str]
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
-    def start(self, name: str, cmd: list[str]) -> subprocess.Popen:
+    def start(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         with open(self.logs / f"{name}.log", "wb") as log:
-            proc = subprocess.Popen(cmd, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(cmd, env=env or self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         self.procs[name] = proc
         return proc
 
@@ -268,11 +269,18 @@ class Stack:
         return peaks
 
     def stop(self) -> None:
-        for proc in self.procs.values():
+        """The processes that use the others first (each finishes what it is doing), then the rest."""
+        last = {"prefect-server", "provider-stub"}
+        self._stop([p for name, p in self.procs.items() if name not in last], grace=20)
+        self._stop([p for name, p in self.procs.items() if name in last], grace=10)
+
+    @staticmethod
+    def _stop(procs: list[subprocess.Popen], *, grace: float) -> None:
+        for proc in procs:
             if proc.poll() is None:
                 proc.terminate()
-        deadline = time.monotonic() + 20
-        for proc in self.procs.values():
+        deadline = time.monotonic() + grace
+        for proc in procs:
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -341,11 +349,9 @@ def stack_env(
     return env
 
 
-def start_stack(stack: Stack, *, receiver_port: int, stub_port: int, config: SoakConfig) -> None:
-    """Stub, receiver, drain loops and batch jobs; returns when each is ready (drain loops warmed up)."""
+def start_stack(stack: Stack, *, receiver_port: int, config: SoakConfig) -> None:
+    """The receiver, the drain loops and the batch jobs (which wait for the Prefect server)."""
     py = sys.executable
-    stack.start("provider-stub", [py, "-m", "stubs.provider_stub", "--port", str(stub_port)])
-    wait_for_port(stub_port, 30, "the provider stub")
     uvicorn = [
         str(Path(py).parent / "uvicorn"),
         "receiver.app:create_app",
@@ -361,25 +367,31 @@ def start_stack(stack: Stack, *, receiver_port: int, stub_port: int, config: Soa
     stack.start("receiver", uvicorn)
     for n in range(1, config.drain_workers + 1):
         stack.start(f"drain-{n}", [py, "-m", "deployments.drain_loop"])
-    stack.start(
-        "batch-jobs",
-        [
-            py,
-            "-m",
-            "bench.batch_jobs",
-            "--minute-every",
-            str(config.minute_every),
-            "--long-every",
-            str(config.long_every),
-        ],
-    )
+    cadence = ["--minute-every", str(config.minute_every), "--long-every", str(config.long_every)]
+    stack.start("batch-jobs", [py, "-m", "bench.batch_jobs", *cadence])
+
+
+def wait_ready(stack: Stack, *, receiver_port: int, stub_port: int, config: SoakConfig) -> None:
+    """Until the stub listens, the receiver answers and every drain loop has warmed up and polls."""
+    wait_for_port(stub_port, 30, "the provider stub")
     deadline = time.monotonic() + 120
     drains = [f"drain-{n}" for n in range(1, config.drain_workers + 1)]
     while not all("drain loop polling" in stack.log(d) for d in drains) or not receiver_up(receiver_port):
         stack.check_alive()
         if time.monotonic() > deadline:
             raise RuntimeError("the stack did not come up within 120 s")
-        time.sleep(0.3)
+        time.sleep(0.2)
+
+
+def ensure_rate_limit(api_url: str, per_second: int) -> None:
+    """The Prefect SMS rate limit, as `make serve` creates it, at the soak's provider rate."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from carepath.settings import Settings
+    from tasks.messaging import ensure_sms_rate_limit
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        ensure_sms_rate_limit(Settings(sms_per_second=per_second))
 
 
 def receiver_up(port: int) -> bool:
@@ -582,15 +594,21 @@ def backlog(conn, seeds: Seeds) -> tuple[int, int]:
 
 
 def settle(url: str, seeds: Seeds, stack: Stack, timeout: float) -> float:
-    """Wait until the soak's inbox rows are handled and its messages sent; seconds waited."""
+    """Wait until the soak's inbox rows are handled, its messages sent and every batch job has completed a
+    run; seconds waited (at most `timeout`)."""
+    from bench.batch_jobs import scheduled_jobs
+
+    jobs = {job.deployment for job in scheduled_jobs(minute_every=60, long_every=60)}
     engine = create_engine(url)
     started = time.monotonic()
     try:
         while time.monotonic() - started < timeout:
             stack.check_alive()
             with engine.connect() as conn:
-                if backlog(conn, seeds) == (0, 0):
-                    break
+                drained = backlog(conn, seeds) == (0, 0)
+            runs = batch_runs(stack)
+            if drained and all(runs.get(job, {}).get("COMPLETED") for job in jobs):
+                break
             time.sleep(0.5)
     finally:
         engine.dispose()
@@ -783,49 +801,71 @@ def batch_runs(stack: Stack) -> dict[str, Counter]:
 
 
 def run_soak(config: SoakConfig) -> dict:
-    """The whole soak: set-up, stack, load, settle, reconciliation; the summary (see the module doc)."""
-    url = recreate_database(config.pg_url, config.database)
-    timings = {}
+    """The whole soak: set-up, stack, load, settle, reconciliation; the summary (see the module doc).
+
+    The Prefect server and the stub start first and come up while the data is seeded; the receiver, drain
+    loops and batch jobs start on the seeded database (the batch jobs wait for the server)."""
     started = time.monotonic()
-    seeds = seed(url, config)
-    timings["setup_s"] = round(time.monotonic() - started, 1)
+    url = recreate_database(config.pg_url, config.database)
+    prefect_db = f"{config.database}_prefect"
+    recreate_database(config.pg_url, prefect_db)
     keys = SendGridKeys()
-    receiver_port, stub_port = free_port(), free_port()
-    stub_url = f"http://127.0.0.1:{stub_port}"
-    with (
-        prefect_server(config.pg_url, database=f"{config.database}_prefect") as api_url,
-        tempfile.TemporaryDirectory(prefix="carepath-soak-") as home,
-    ):
-        env = stack_env(
-            url=url,
-            api_url=api_url,
-            receiver_port=receiver_port,
-            stub_url=stub_url,
-            home=home,
-            keys=keys,
-            config=config,
-        )
-        subprocess.run(
-            [sys.executable, "-c", "from tasks.messaging import ensure_sms_rate_limit as e; e()"],
-            env=env,
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-        )
-        stack = Stack(Path(home), env)
-        try:
-            started = time.monotonic()
-            start_stack(stack, receiver_port=receiver_port, stub_port=stub_port, config=config)
-            timings["stack_start_s"] = round(time.monotonic() - started, 1)
-            receiver = f"http://127.0.0.1:{receiver_port}"
-            requests = Requests(receiver, seeds, keys, random.Random(config.seed))
-            load = asyncio.run(generate(receiver, requests, config))
-            timings["settle_s"] = round(settle(url, seeds, stack, config.settle_seconds), 1)
-            memory = stack.peak_memory_mib()  # before anything exits
-            runs = batch_runs(stack)
-            sends = stub_sends(stub_url)
-        finally:
-            stack.stop()
+    prefect_port, receiver_port, stub_port = free_port(), free_port(), free_port()
+    api_url, stub_url = f"http://127.0.0.1:{prefect_port}/api", f"http://127.0.0.1:{stub_port}"
+    timings = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="carepath-soak-") as home:
+            env = stack_env(
+                url=url,
+                api_url=api_url,
+                receiver_port=receiver_port,
+                stub_url=stub_url,
+                home=home,
+                keys=keys,
+                config=config,
+            )
+            logs = Path(config.log_dir or home)
+            logs.mkdir(parents=True, exist_ok=True)
+            stack = Stack(logs, env)
+            try:
+                server = stack.start(
+                    "prefect-server",
+                    [
+                        sys.executable,
+                        "-m",
+                        "prefect",
+                        "server",
+                        "start",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(prefect_port),
+                    ],
+                    env=server_env(
+                        home=f"{home}/server", database_url=asyncpg_url(config.pg_url, prefect_db)
+                    ),
+                )
+                stack.start(
+                    "provider-stub", [sys.executable, "-m", "stubs.provider_stub", "--port", str(stub_port)]
+                )
+                seeds = seed(url, config)
+                timings["setup_s"] = round(time.monotonic() - started, 1)
+                start_stack(stack, receiver_port=receiver_port, config=config)
+                wait_healthy(api_url, server, 120)
+                ensure_rate_limit(api_url, config.sms_per_second)
+                wait_ready(stack, receiver_port=receiver_port, stub_port=stub_port, config=config)
+                timings["stack_ready_s"] = round(time.monotonic() - started, 1)
+                receiver = f"http://127.0.0.1:{receiver_port}"
+                requests = Requests(receiver, seeds, keys, random.Random(config.seed))
+                load = asyncio.run(generate(receiver, requests, config))
+                timings["settle_s"] = round(settle(url, seeds, stack, config.settle_seconds), 1)
+                memory = stack.peak_memory_mib()  # before anything exits
+                runs = batch_runs(stack)
+                sends = stub_sends(stub_url)
+            finally:
+                stack.stop()
+    finally:
+        drop_database(config.pg_url, prefect_db)
     summary = {
         "config": asdict(config) | {"pg_url": "…"},
         "timings": timings,
@@ -888,6 +928,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--settle-seconds", type=float, default=d.settle_seconds)
     p.add_argument("--concurrency", type=int, default=d.concurrency)
     p.add_argument("--keep", action="store_true", help="keep the soak database afterwards")
+    p.add_argument("--log-dir", help="keep each process's log in this folder")
     a = p.parse_args(argv)
     config = SoakConfig(
         pg_url=a.pg,
@@ -902,6 +943,7 @@ def main(argv: list[str] | None = None) -> None:
         settle_seconds=a.settle_seconds,
         concurrency=a.concurrency,
         keep=a.keep,
+        log_dir=a.log_dir,
     )
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     summary = run_soak(config)
