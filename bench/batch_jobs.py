@@ -5,7 +5,7 @@ reconcile-entitlements, delivery-analytics, kpi-report daily; bulk-delete-merged
 flow called in-process, a thread per deployment, as `deployments/drain_loop.py` calls the journeys: a flow
 run on the Prefect server each time, with the deployment's parameters. A minute schedule runs every
 `--minute-every` seconds (60: as deployed); a daily or weekly one every `--long-every` seconds (a soak of
-minutes would otherwise never see it). One line of JSON per run on stdout: deployment, final state, seconds.
+minutes would otherwise never see it). One line of JSON per run (on stdout, or appended to `--runs`): deployment, final state, seconds.
 
 Run: `python -m bench.batch_jobs [--minute-every 60 --long-every 300]` (SIGTERM stops it between runs).
 """
@@ -53,18 +53,34 @@ def scheduled_jobs(*, minute_every: float, long_every: float, path: Path = ROOT 
     return jobs
 
 
-def run(jobs: list[ScheduledJob], stopping) -> None:
+def run(jobs: list[ScheduledJob], stopping, runs: Path | None = None) -> None:
     """Each job in a thread of its own, as each deployment runs apart: at start, then every
     `every_seconds` (a run that outlasts its period delays the next, one at a time as deployed)."""
-    threads = [threading.Thread(target=run_job, args=(job, stopping), name=job.deployment) for job in jobs]
+    threads = [
+        threading.Thread(target=run_job, args=(job, stopping, runs), name=job.deployment) for job in jobs
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
 
 
-def run_job(job: ScheduledJob, stopping) -> None:
-    """Run one job's flow whenever due until `stopping()`; print a JSON line per run."""
+_RECORDING = threading.Lock()
+
+
+def record(path: Path | None, line: dict) -> None:
+    """One JSON line per run: to `path` (whole lines, one thread at a time), else to stdout."""
+    text = json.dumps(line) + "\n"
+    with _RECORDING:
+        if path is None:
+            print(text, end="", flush=True)
+        else:
+            with open(path, "a") as out:
+                out.write(text)
+
+
+def run_job(job: ScheduledJob, stopping, runs: Path | None = None) -> None:
+    """Run one job's flow whenever due until `stopping()`; a JSON line per run (see `record`)."""
     from carepath.sources import load_flow
 
     flow = load_flow(job.entrypoint)
@@ -88,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minute-every", type=float, default=60.0, help="seconds between runs of minute jobs")
     p.add_argument("--long-every", type=float, default=300.0, help="seconds between daily/weekly jobs")
+    p.add_argument("--runs", type=Path, help="append the runs' JSON lines to this file (default: stdout)")
     args = p.parse_args(argv)
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
@@ -104,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         wait_for(f"{api_url}/health", 120, "the Prefect server")
     jobs = scheduled_jobs(minute_every=args.minute_every, long_every=args.long_every)
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):  # as the drain loop runs
-        run(jobs, lambda: stopping)
+        run(jobs, lambda: stopping, args.runs)
 
 
 if __name__ == "__main__":

@@ -368,7 +368,9 @@ def start_stack(stack: Stack, *, receiver_port: int, config: SoakConfig) -> None
     for n in range(1, config.drain_workers + 1):
         stack.start(f"drain-{n}", [py, "-m", "deployments.drain_loop"])
     cadence = ["--minute-every", str(config.minute_every), "--long-every", str(config.long_every)]
-    stack.start("batch-jobs", [py, "-m", "bench.batch_jobs", *cadence])
+    (stack.logs / "batch-runs.jsonl").unlink(missing_ok=True)
+    runs = ["--runs", str(stack.logs / "batch-runs.jsonl")]
+    stack.start("batch-jobs", [py, "-m", "bench.batch_jobs", *cadence, *runs])
 
 
 def wait_ready(stack: Stack, *, receiver_port: int, stub_port: int, config: SoakConfig) -> None:
@@ -793,10 +795,10 @@ def percentile(values: list[float], q: float) -> float:
 def batch_runs(stack: Stack) -> dict[str, Counter]:
     """Batch job runs by deployment and final state, from the batch-jobs process's JSON lines."""
     runs: dict[str, Counter] = {}
-    for line in stack.log("batch-jobs").splitlines():
-        if line.startswith("{"):
-            run = json.loads(line)
-            runs.setdefault(run["deployment"], Counter())[run["state"]] += 1
+    path = stack.logs / "batch-runs.jsonl"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        run = json.loads(line)
+        runs.setdefault(run["deployment"], Counter())[run["state"]] += 1
     return runs
 
 
