@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     if api_url := os.environ.get("PREFECT_API_URL"):  # started alongside the server: wait for it
         from deployments.serve import wait_for
 
-        wait_for(f"{api_url}/health", 120, "the Prefect server")
+        wait_for(f"{api_url}/health", 300, "the Prefect server")
     jobs = scheduled_jobs(minute_every=args.minute_every, long_every=args.long_every)
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):  # as the drain loop runs
         run(jobs, lambda: stopping, args.runs)

@@ -376,12 +376,12 @@ def start_stack(stack: Stack, *, receiver_port: int, config: SoakConfig) -> None
 def wait_ready(stack: Stack, *, receiver_port: int, stub_port: int, config: SoakConfig) -> None:
     """Until the stub listens, the receiver answers and every drain loop has warmed up and polls."""
     wait_for_port(stub_port, 30, "the provider stub")
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     drains = [f"drain-{n}" for n in range(1, config.drain_workers + 1)]
     while not all("drain loop polling" in stack.log(d) for d in drains) or not receiver_up(receiver_port):
         stack.check_alive()
         if time.monotonic() > deadline:
-            raise RuntimeError("the stack did not come up within 120 s")
+            raise RuntimeError("the stack did not come up within 300 s")
         time.sleep(0.2)
 
 
@@ -853,13 +853,15 @@ def run_soak(config: SoakConfig) -> dict:
                 seeds = seed(url, config)
                 timings["setup_s"] = round(time.monotonic() - started, 1)
                 start_stack(stack, receiver_port=receiver_port, config=config)
-                wait_healthy(api_url, server, 120)
+                wait_healthy(api_url, server, 300)
                 ensure_rate_limit(api_url, config.sms_per_second)
                 wait_ready(stack, receiver_port=receiver_port, stub_port=stub_port, config=config)
                 timings["stack_ready_s"] = round(time.monotonic() - started, 1)
                 receiver = f"http://127.0.0.1:{receiver_port}"
                 requests = Requests(receiver, seeds, keys, random.Random(config.seed))
+                timings["load_average_before"] = os.getloadavg()[0]
                 load = asyncio.run(generate(receiver, requests, config))
+                timings["load_average_after"] = os.getloadavg()[0]
                 timings["settle_s"] = round(settle(url, seeds, stack, config.settle_seconds), 1)
                 memory = stack.peak_memory_mib()  # before anything exits
                 runs = batch_runs(stack)

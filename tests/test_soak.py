@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from bench.soak import MIX, SoakConfig, run_soak
+from bench.soak import MIX, SoakConfig, print_report, run_soak
 from tests.utils.databases import BACKEND, POSTGRES_URL
 
 pytestmark = pytest.mark.skipif(
@@ -33,9 +33,10 @@ def test_a_short_soak_of_every_source_reconciles() -> None:
         batch=5,
         minute_every=4.0,
         long_every=8.0,
-        settle_seconds=60.0,
+        settle_seconds=120.0,
     )
     summary = run_soak(config)
+    print_report(summary)  # shown when the test fails
     r = summary["reconciliation"]
 
     # Every source was posted to, and every request answered 2xx.
@@ -54,7 +55,7 @@ def test_a_short_soak_of_every_source_reconciles() -> None:
     assert r["stub"]["sends"] == r["handed_over"]
     assert sum(r["stub"]["sends"].values()) == sum(j["handed_over"] for j in journeys.values())
     assert r["duplicates"] == {"receiver": 0, "idempotency_keys": 0, "stub": 0}
-    assert r["ok"], r["checks"]
+    assert r["ok"], {"checks": r["checks"], "journeys": journeys}
     # The minute jobs ran on their cadence during the soak, each run completed.
     runs = summary["batch_runs"]
     for deployment in ("sla-monitor", "route-cases", "inbox-sweep"):
