@@ -56,8 +56,15 @@ def scheduled_jobs(*, minute_every: float, long_every: float, path: Path = ROOT 
 def run(jobs: list[ScheduledJob], stopping, runs: Path | None = None) -> None:
     """Each job in a thread of its own, as each deployment runs apart: at start, then every
     `every_seconds` (a run that outlasts its period delays the next, one at a time as deployed)."""
+    from carepath.sources import load_flow
+
+    # Imported here, one after another: modules imported by several threads at once can deadlock.
+    flows = {job.deployment: load_flow(job.entrypoint) for job in jobs}
     threads = [
-        threading.Thread(target=run_job, args=(job, stopping, runs), name=job.deployment) for job in jobs
+        threading.Thread(
+            target=run_job, args=(job, flows[job.deployment], stopping, runs), name=job.deployment
+        )
+        for job in jobs
     ]
     for thread in threads:
         thread.start()
@@ -79,11 +86,8 @@ def record(path: Path | None, line: dict) -> None:
                 out.write(text)
 
 
-def run_job(job: ScheduledJob, stopping, runs: Path | None = None) -> None:
-    """Run one job's flow whenever due until `stopping()`; a JSON line per run (see `record`)."""
-    from carepath.sources import load_flow
-
-    flow = load_flow(job.entrypoint)
+def run_job(job: ScheduledJob, flow, stopping, runs: Path | None = None) -> None:
+    """Run the job's flow whenever due until `stopping()`; a JSON line per run (see `record`)."""
     due = time.monotonic()
     while not stopping():
         if time.monotonic() < due:
@@ -97,7 +101,7 @@ def run_job(job: ScheduledJob, stopping, runs: Path | None = None) -> None:
             "state": state.type.value,
             "seconds": time.monotonic() - started,
         }
-        print(json.dumps(line), flush=True)
+        record(runs, line)
 
 
 def main(argv: list[str] | None = None) -> None:

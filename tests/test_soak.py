@@ -39,9 +39,11 @@ def test_a_short_soak_of_every_source_reconciles() -> None:
     print_report(summary)  # shown when the test fails
     r = summary["reconciliation"]
 
-    # Every source was posted to, and every request answered 2xx.
-    assert set(summary["load"]["accepted"]) == set(MIX)
-    assert set(summary["load"]["statuses"]) <= {"200", "202"}
+    # Every source was posted to, nothing shed, every request answered 2xx.
+    load = summary["load"]
+    assert set(load["accepted"]) == set(MIX)
+    assert load["shed"] == {} and load["unknown"] == 0
+    assert set(load["statuses"]) <= {"200", "202"}
     # accepted = processed + pending, nothing failed or rejected, nothing stored twice.
     inbox = r["inbox"]
     assert r["accepted"] == inbox["rows"] == inbox.get("processed", 0) + inbox.get("pending", 0)
