@@ -562,9 +562,11 @@ async def generate(receiver: str, requests: Requests, config: SoakConfig) -> Loa
                     answer = response.json()
                     result.duplicates += answer.get("duplicates", int(bool(answer.get("duplicate"))))
 
+        order = random.Random(config.seed)  # sources in a new order each tick: shedding spares none
         start = time.monotonic()
         while (elapsed := time.monotonic() - start) < config.seconds:
-            for name, share in MIX.items():
+            for name in order.sample(list(MIX), len(MIX)):
+                share = MIX[name]
                 due = int(config.rate * share / 100 * elapsed) - result.posted[name]
                 while due > 0:
                     n = min(due, config.batch if name in BATCHED else 1)
