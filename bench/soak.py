@@ -258,6 +258,16 @@ class Stack:
             tails = "\n".join(f"--- {n}:\n{self.log(n)[-2000:]}" for n in dead)
             raise RuntimeError(f"stack processes exited: {dead}\n{tails}")
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) each process and its descendants used so far, read while they run."""
+        used = {}
+        for name, proc in self.procs.items():
+            ticks = sum(cpu_ticks(pid) for pid in [proc.pid, *descendants(proc.pid)])
+            used[name] = round(ticks / os.sysconf("SC_CLK_TCK"), 1)
+        times = os.times()
+        used["load generator + harness"] = round(times.user + times.system, 1)
+        return used
+
     def peak_memory_mib(self) -> dict[str, float]:
         """VmHWM of each process and its descendants, in MiB, read while they run."""
         peaks = {}
@@ -298,6 +308,15 @@ def vm_hwm_kib(pid: int) -> int | None:
     except OSError:
         return None
     return None
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of a process in clock ticks (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
 
 
 def descendants(pid: int) -> list[int]:
@@ -534,6 +553,7 @@ class LoadResult:
     max_backlog: int = 0  # requests waiting for a connection at most (the generator falling behind)
     unknown: int = 0  # events whose request got no answer (time-out, reset): stored or not
     answered_seconds: float = 0.0  # from the first post to the last answer
+    criticals: int = 0  # critical faults accepted (each owes one SMS)
 
 
 async def generate(receiver: str, requests: Requests, config: SoakConfig) -> LoadResult:
@@ -541,12 +561,17 @@ async def generate(receiver: str, requests: Requests, config: SoakConfig) -> Loa
     result = LoadResult()
     slots = asyncio.Semaphore(config.concurrency)
     pending: set[asyncio.Task] = set()
-    limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency)
+    # Idle connections are dropped before uvicorn's 5 s keep-alive closes them: no request on a closing one.
+    limits = httpx.Limits(
+        max_connections=config.concurrency, max_keepalive_connections=config.concurrency, keepalive_expiry=2
+    )
     async with httpx.AsyncClient(base_url=receiver, timeout=30, limits=limits) as client:
 
         async def post(name: str, n: int) -> None:
             async with slots:  # signed when it leaves: a request that waited for a slot is not stale
+                before = requests.criticals
                 path, kwargs = requests.make(name, n)
+                criticals = requests.criticals - before  # critical faults this request carries
                 started = time.monotonic()
                 try:
                     response = await client.post(path, **kwargs)
@@ -558,6 +583,7 @@ async def generate(receiver: str, requests: Requests, config: SoakConfig) -> Loa
             result.statuses[response.status_code] += 1
             if response.is_success:
                 result.accepted[name] += n
+                result.criticals += criticals
                 if response.headers.get("content-type", "").startswith("application/json"):
                     answer = response.json()
                     result.duplicates += answer.get("duplicates", int(bool(answer.get("duplicate"))))
@@ -680,7 +706,7 @@ def reconcile(url: str, seeds: Seeds, load: LoadResult, requests: Requests, send
     accepted = sum(load.accepted.values()) - load.duplicates
     rows = sum(states.values())
     expected = {
-        FAULT_SMS_STEP: requests.criticals,
+        FAULT_SMS_STEP: load.criticals,
         "case_resolved": load.accepted["case-status-posted"],
         ACK_STEP: load.accepted["sendgrid-inbound"],
     }
@@ -879,6 +905,7 @@ def run_soak(config: SoakConfig) -> dict:
                 timings["load_average_after"] = os.getloadavg()[0]
                 timings["settle_s"] = round(settle(url, seeds, stack, config.settle_seconds), 1)
                 memory = stack.peak_memory_mib()  # before anything exits
+                cpu = stack.cpu_seconds()
                 runs = batch_runs(stack)
                 sends = stub_sends(stub_url)
             finally:
@@ -902,6 +929,7 @@ def run_soak(config: SoakConfig) -> dict:
         "throughput": throughput(url, seeds, load),
         "latency": latencies(url, seeds),
         "peak_memory_mib": memory,
+        "cpu_seconds": cpu,
         "batch_runs": {k: dict(v) for k, v in runs.items()},
     }
     if not config.keep:
@@ -931,9 +959,9 @@ def print_report(summary: dict) -> None:
     print(f"\n  {'latency (s)':<58}{'n':>8}{'p50':>9}{'p95':>9}")
     for journey, lat in summary["latency"].items():
         print(f"  {journey:<58}{lat['n']:>8}{lat['p50_s']:>9.3f}{lat['p95_s']:>9.3f}")
-    print("\n  peak memory (VmHWM, MiB):")
+    print(f"\n  {'process':<40}{'peak memory (VmHWM, MiB)':>26}{'CPU s':>9}")
     for name, mib in summary["peak_memory_mib"].items():
-        print(f"    {name:<40}{mib:>8.1f}")
+        print(f"  {name:<40}{mib:>26.1f}{summary['cpu_seconds'].get(name, 0.0):>9.1f}")
     print(f"\n  batch job runs: {summary['batch_runs']}")
     print("\n" + json.dumps(summary, default=str))
 
