@@ -78,14 +78,15 @@ def log_tail(path: Path, lines: int = 15) -> str:
 
 
 @contextmanager
-def prefect_server(pg_url: str, *, timeout: float = 120) -> Iterator[str]:
-    """A Prefect server on PostgreSQL database `carepath_bench_prefect`; this process's client points at it.
+def prefect_server(pg_url: str, *, timeout: float = 120, database: str = PREFECT_DB) -> Iterator[str]:
+    """A Prefect server on PostgreSQL database `database` (default `carepath_bench_prefect`), dropped
+    afterwards; this process's client points at it.
 
     Yields the API URL. Raises `PrefectServerUnavailable` (after cleaning up) if it does not start in time.
     """
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    recreate_database(pg_url, PREFECT_DB)
+    recreate_database(pg_url, database)
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     with tempfile.TemporaryDirectory(prefix="carepath-bench-prefect-") as home:
@@ -103,7 +104,7 @@ def prefect_server(pg_url: str, *, timeout: float = 120) -> Iterator[str]:
                     "--port",
                     str(port),
                 ],
-                env=server_env(home=home, database_url=asyncpg_url(pg_url, PREFECT_DB)),
+                env=server_env(home=home, database_url=asyncpg_url(pg_url, database)),
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -116,7 +117,7 @@ def prefect_server(pg_url: str, *, timeout: float = 120) -> Iterator[str]:
                 raise PrefectServerUnavailable(
                     f"{exc}; its log ends:\n{tail}" if tail else str(exc)
                 ) from None
-            print(f"prefect server on PostgreSQL ({PREFECT_DB}) up in {time.perf_counter() - started:.1f} s")
+            print(f"prefect server on PostgreSQL ({database}) up in {time.perf_counter() - started:.1f} s")
             with temporary_settings(updates={PREFECT_API_URL: api_url}):
                 yield api_url
         finally:
@@ -126,4 +127,4 @@ def prefect_server(pg_url: str, *, timeout: float = 120) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            drop_database(pg_url, PREFECT_DB)
+            drop_database(pg_url, database)

@@ -52,6 +52,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple, Self
 from urllib.parse import parse_qsl, urlsplit
 
+# GET: every send received so far (ProviderStub.summary), for a benchmark running the stub as a process.
+SUMMARY_PATH = "/_stub/sends"
 _PROVIDER_PREFIXES = (("/2010-04-01/", "twilio"), ("/v3/", "sendgrid"), ("/_stub/", "control"))
 _TWILIO_CREATE = re.compile(r"/2010-04-01/Accounts/([^/]+)/Messages\.json")
 _TWILIO_FETCH = re.compile(r"/2010-04-01/Accounts/([^/]+)/Messages/([^/]+)\.json")
@@ -295,6 +297,30 @@ class ProviderStub:
         """Accepted (2xx) SendGrid sends."""
         return [r for r in self.requests if r.provider == "sendgrid" and 0 < r.status < 300]
 
+    def summary(self) -> list[dict]:
+        """Every message send received (Twilio creates, SendGrid mails), as plain JSON: what a benchmark in
+        another process counts exactly-once by (the recipient and body for SMS, our key for email)."""
+        rows = []
+        for r in self.requests:
+            if r.method != "POST" or r.provider not in ("twilio", "sendgrid"):
+                continue
+            mail = r.json if isinstance(r.json, dict) else {}
+            people = mail.get("personalizations") or [{}]
+            key = (people[0].get("custom_args") or mail.get("custom_args") or {}).get("carepath_key")
+            rows.append(
+                {
+                    "provider": r.provider,
+                    "status": r.status,
+                    "to": r.form.get("To")
+                    if r.provider == "twilio"
+                    else (people[0].get("to") or [{}])[0].get("email"),
+                    "key": key,
+                    "body": r.form.get("Body"),
+                    "received_at": r.received_at,
+                }
+            )
+        return rows
+
     def fail_next(
         self,
         provider: str,
@@ -376,6 +402,8 @@ class ProviderStub:
     def _answer(self, method: str, target: str, headers: dict, body: bytes) -> tuple[int, bytes, dict]:
         """Handle one request: returns status, body bytes and extra headers."""
         path = urlsplit(target).path
+        if method == "GET" and path == SUMMARY_PATH:  # the stub's own read-out, never recorded
+            return 200, json.dumps(self.summary()).encode(), {}
         provider = next((name for prefix, name in _PROVIDER_PREFIXES if path.startswith(prefix)), "unknown")
         rec = RecordedRequest(provider, method, path, headers, {}, None, 404, None, time.time())
         query = dict(parse_qsl(urlsplit(target).query, keep_blank_values=True))
