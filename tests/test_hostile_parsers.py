@@ -401,3 +401,52 @@ def test_the_order_command_refuses_hostile_files_with_a_message(engine, tmp_path
     assert main(["webshop-order", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.strip() and "Traceback" not in err
+
+
+# What the properties found, kept as plain cases.
+
+
+def test_a_csv_with_a_header_and_no_records_imports_nothing(engine, tmp_path) -> None:
+    path = tmp_path / "contacts.csv"
+    path.write_text("email,first_name,last_name,phone,account_number\n", encoding="utf-8")
+    assert _import("contacts", path) == {"loaded": 0, "quarantined": 0, "failed_expectations": {}}
+
+
+def test_a_quote_never_closed_refuses_the_file_before_any_chunk_loads(engine, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("CAREPATH_IMPORT_CHUNK_ROWS", "1")  # chunk 1 would load before the reader got stuck
+    from carepath.settings import reset_settings
+
+    reset_settings()
+    path = tmp_path / "contacts.csv"
+    path.write_text(
+        "email,first_name,last_name,phone,account_number\n"
+        "maria@helios-energy.example,Maria,P,,\n"
+        '"never closed,x,y,,\n',
+        encoding="utf-8",
+    )
+    before = _import_rows()
+    assert _import("contacts", path) is None and _import_rows() == before
+    monkeypatch.undo()
+    reset_settings()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        "In-Reply-To: <carepath.99999999999999999999@carepath.example>",
+        "Message-ID: <>",
+        "Message-ID: < >",
+        "From: Someone <>",
+    ],
+)
+def test_malformed_reply_headers_open_a_case_or_refuse_cleanly(engine, headers) -> None:
+    from tasks.email_to_case import EmailRefused, ingest_email
+
+    raw = f"From: maria@helios-energy.example\r\nTo: support@carepath.example\r\nSubject: Hello\r\n{headers}\r\n\r\nHi".encode()
+    try:
+        with unit_of_work() as session:
+            outcome = ingest_email(session=session, raw=raw, settings=get_settings())
+    except EmailRefused as exc:
+        assert "From" in str(exc) or "address" in str(exc)
+        return
+    assert outcome.case_created and outcome.ticket.startswith("CAS-")
