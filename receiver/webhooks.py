@@ -48,11 +48,39 @@ async def read_body(request: Request, source: str, limit: int | None = None) -> 
 
 def parse_json(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Rejected(400, f"body is not valid JSON: {exc}") from None
     except RecursionError:  # deeply nested arrays or objects, well under the size limit
         raise Rejected(400, "body is not acceptable JSON: nested too deeply") from None
+    require_storable(data)
+    return data
+
+
+def _unstorable_text(value: Any) -> str | None:
+    """The first text (key or value) the database cannot keep: a NUL, or half a surrogate pair."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "a NUL character (\\u0000)"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "an unpaired surrogate (\\ud800-\\udfff)"
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _unstorable_text(key) or _unstorable_text(item)
+        if found:
+            return found
+    return None
+
+
+def require_storable(data: Any) -> None:
+    """Refuse (400) text no database keeps (PostgreSQL's jsonb and text refuse NUL and unpaired surrogates):
+    checked before anything is stored, so one such event never fails the others written with it."""
+    found = _unstorable_text(data)
+    if found:
+        raise Rejected(400, f"body is not acceptable: its text contains {found}")
 
 
 def validate(model: type[BaseModel] | TypeAdapter, data: Any) -> Any:
@@ -98,6 +126,7 @@ def twilio_form(request: Request, body: bytes) -> dict[str, str]:
         form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body)))
     except (ValueError, UnicodeDecodeError) as exc:
         raise Rejected(400, f"malformed form body: {exc}") from None
+    require_storable(form)
     settings = _settings(request)
     token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
     verify_twilio(
@@ -254,7 +283,9 @@ async def sendgrid_inbound(request: Request, declared: Source) -> JSONResponse:
         expected=auth.get_secret_value() if auth else None, authorization=request.headers.get("authorization")
     )
     body = await read_body(request, declared.source, settings.inbound_email_max_bytes)
-    inbound = validate(declared.schema, form_fields(request, body))
+    fields = form_fields(request, body)
+    require_storable(fields)
+    inbound = validate(declared.schema, fields)
     raw = inbound.raw_message()
     return accepted_one(await store(request, declared, inbound_event_id(raw), {"raw": raw}))
 

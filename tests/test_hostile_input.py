@@ -145,6 +145,23 @@ def test_json_that_is_not_utf8_is_400(receiver, session) -> None:
     assert inbox(session) == [] and rejections(session)[0].status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("escape", "what"), [("\\u0000", "NUL"), ("\\ud800", "unpaired surrogate")], ids=["nul", "lone-surrogate"]
+)
+def test_text_no_database_keeps_is_400_before_anything_is_stored(receiver, session, escape, what) -> None:
+    # PostgreSQL's jsonb refuses both: stored with good events in one flush, it would fail them all.
+    good, bad = json.dumps(fault("good")), json.dumps(fault("bad")).replace("DEV-000001", f"DEV{escape}1")
+    response = post_signed(receiver, "/webhooks/iot/faults", f"[{good}, {bad}]".encode())
+    assert response.status_code == 400 and what in response.json()["error"]
+    form = receiver.post(
+        "/webhooks/twilio/status",
+        content=b"MessageSid=SM%00&MessageStatus=sent",
+        headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "x"},
+    )
+    assert form.status_code == 400 and "NUL" in form.json()["error"]
+    assert inbox(session) == [] and [r.status_code for r in rejections(session)] == [400, 400]
+
+
 def test_a_twilio_form_that_is_not_utf8_is_400(receiver, session) -> None:
     body = b"MessageSid=SM1&MessageStatus=deliv\xffered"
     response = receiver.post(

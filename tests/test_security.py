@@ -141,7 +141,6 @@ def test_a_full_run_leaks_no_secret_and_logs_no_phone_or_email(session, known_se
     assert set(session.scalars(select(Message.status))) == {MessageStatus.SENT}
 
     shown = asyncio.run(what_prefect_shows())
-    logs = "\n".join(known_secrets.lines)
     assert "iot_fault_journey" in shown or "iot-fault-journey" in shown  # the runs are there to be read
     leaked = [line[:300] for line in known_secrets.lines if secrets_in(line)]
     assert secrets_in(shown) == [] and leaked == []
