@@ -3,7 +3,7 @@ unsigned and then signed the way each source signs. Whatever arrives: a 2xx, or 
 500, never a hang (each call has a time-out), never a partial write (a refused webhook adds no inbox row and
 one rejection row; an accepted one adds at most its events).
 
-Examples per operation and mode: CAREPATH_FUZZ_EXAMPLES (default 10; `CAREPATH_FUZZ_EXAMPLES=500` for a long run).
+Examples per operation and mode: CAREPATH_FUZZ_EXAMPLES (default 6; `CAREPATH_FUZZ_EXAMPLES=500` for a long run).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from carepath.sources import routes
 from models import InboxEvent, WebhookRejection
 from tests.utils import signing
 
-EXAMPLES = int(os.environ.get("CAREPATH_FUZZ_EXAMPLES", "10"))
+EXAMPLES = int(os.environ.get("CAREPATH_FUZZ_EXAMPLES", "6"))
 INBOUND_AUTH = "parse:inbound-test-password"
 SUMMARY_TOKEN = "summary-test-token"
 SECRETS = {

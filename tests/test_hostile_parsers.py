@@ -3,7 +3,7 @@ SendGrid's events and Inbound Parse), .eml files, CSV and Parquet imports with t
 web-shop order JSON. Whatever the input: a clear refusal or a success — never an unexpected exception — and a
 refusal writes nothing.
 
-Examples per property: CAREPATH_PROPERTY_EXAMPLES (default 25; raise it for a long search)."""
+Examples per property: CAREPATH_PROPERTY_EXAMPLES (default 20; raise it for a long search)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from carepath.settings import get_settings
 from models import Activity, Case, Contact, DeviceFault, InboxEvent, QuarantinedRow, WebhookRejection
 from tests.utils.signing import IOT_SECRET, carepath_headers, twilio_headers
 
-EXAMPLES = int(os.environ.get("CAREPATH_PROPERTY_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("CAREPATH_PROPERTY_EXAMPLES", "20"))
 PROPERTY = settings(
     max_examples=EXAMPLES,
     deadline=None,
