@@ -10,7 +10,7 @@ PG_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/test
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install demo test test-sqlite test-postgres lint bench serve clean
+.PHONY: install demo test test-sqlite test-postgres lint audit bench serve clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Carepath needs Python 3.11+"'
@@ -50,6 +50,10 @@ serve: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+## Known vulnerabilities in the pinned dependencies (pip-audit); says plainly when its service is unreachable.
+audit: $(STAMP)
+	$(BIN)/python .ci/audit.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.iot_drain

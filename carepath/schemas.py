@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -16,6 +18,22 @@ from pydantic import (
 
 from carepath.rules.domains import normalise_email
 
+# Unix times SendGrid may send (seconds, up to the year 2100): a larger number is no time at all.
+LATEST_UNIX_TIME = 4_102_444_800
+
+
+def _has_a_utc_time(value: datetime) -> datetime:
+    """An aware time that exists in UTC (9999-12-31T23:00-05:00 does not: it would be in the year 10000)."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is out of range once converted to UTC") from None
+    return value
+
+
+# A time with a zone, as every source must send it, that can be compared and stored.
+Instant = Annotated[AwareDatetime, AfterValidator(_has_a_utc_time)]
+
 
 class FaultIn(BaseModel):
     """A device fault: `{event_id, device_id, error_code, occurred_at, message?}`."""
@@ -25,7 +43,7 @@ class FaultIn(BaseModel):
     event_id: str = Field(min_length=1, max_length=128, description="The device's id for this event.")
     device_id: str = Field(min_length=1, max_length=64)
     error_code: int = Field(ge=0, le=1_000_000)
-    occurred_at: AwareDatetime = Field(description="When the fault happened, with a time zone.")
+    occurred_at: Instant = Field(description="When the fault happened, with a time zone.")
     message: str | None = Field(default=None, max_length=500)
 
 
@@ -49,7 +67,7 @@ class CaseStatusIn(BaseModel):
     status_reason: str | None = Field(default=None, max_length=64)
     resolution: str | None = Field(default=None, max_length=4000, description="Shown to the customer.")
     time_spent_minutes: int | None = Field(default=None, ge=0, le=100_000)
-    changed_at: AwareDatetime
+    changed_at: Instant
     source_system: str | None = Field(default=None, max_length=64)
 
 
@@ -84,7 +102,7 @@ class SendGridEventIn(BaseModel):
     sg_event_id: str = Field(min_length=1, max_length=128)
     event: str = Field(min_length=1, max_length=32)
     email: str | None = None
-    timestamp: int
+    timestamp: int = Field(ge=0, le=LATEST_UNIX_TIME, description="Unix time of the event.")
     sg_message_id: str | None = None
     reason: str | None = None
     type: str | None = None

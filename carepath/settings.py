@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -101,6 +101,16 @@ class Settings(BaseSettings):
     trust_forwarded_headers: bool = Field(
         default=False, description="Behind a proxy: rebuild the public URL from X-Forwarded-Proto/Host."
     )
+    receiver_rate_limit_per_client: str = Field(
+        default="5000/second",
+        description="Requests one client address may make to the receiver (`limits` notation: N/second, "
+        "N/minute); over it: 429 with Retry-After, recorded. Empty: no limit.",
+    )
+    receiver_rate_limit_per_source: str = Field(
+        default="20000/second",
+        description="Webhook requests one source (iot, cases, twilio, sendgrid, webshop, portal) may make; "
+        "over it: 429 with Retry-After, recorded. Empty: no limit.",
+    )
     receiver_batch_rows: int = Field(default=500, ge=1, description="Inbox rows per receiver flush.")
     receiver_batch_wait_ms: float = Field(default=5.0, ge=0, description="Longest wait before a flush.")
     announce_interval_ms: float = Field(
@@ -190,6 +200,16 @@ class Settings(BaseSettings):
         ge=0,
         description="How far in the future a reported time may be (device clocks drift) before a gate refuses it.",
     )
+
+    @field_validator("receiver_rate_limit_per_client", "receiver_rate_limit_per_source")
+    @classmethod
+    def _a_rate(cls, value: str) -> str:
+        """A rate the receiver can enforce: "500/second", "20 per minute", or empty for none."""
+        from limits import parse
+
+        if value.strip():
+            parse(value)  # ValueError names what it could not read
+        return value
 
     def webhook_secret(self, source: str) -> SecretStr | None:
         """The HMAC secret of one of our own sources (iot, cases)."""

@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from carepath.db import unit_of_work
+from carepath.masking import mask_text
 from carepath.settings import get_settings
 from carepath.sources import journey_batch_size
 from models import MessageChannel
@@ -60,5 +61,6 @@ def email_to_case(path: str | None = None, batch_size: int = journey_batch_size(
         "acknowledged": sum(o.acknowledged for o in run.outcomes),
         "refused": len(run.refused),
     }
-    get_run_logger().info("email to case: %s; refused: %s", figures, run.refused or "none")
+    refused = mask_text("; ".join(run.refused)) or "none"  # a refusal names the sender's address
+    get_run_logger().info("email to case: %s; refused: %s", figures, refused)
     return figures

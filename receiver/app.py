@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from carepath.events import prefect_api_url
 from carepath.settings import Settings, get_settings
@@ -16,6 +16,7 @@ from receiver.db import make_async_engine
 from receiver.errors import Rejected, Unavailable, rejected_handler, signature_handler, unavailable_handler
 from receiver.inbox_writer import InboxWriter
 from receiver.portal import router as portal_router
+from receiver.rate_limits import RequestRates, within_rate
 from receiver.signatures import SignatureError
 from receiver.tracking import router as tracking_router
 from receiver.webhooks import router as webhook_router
@@ -49,13 +50,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await engine.dispose()
 
     app = FastAPI(title="Carepath receiver", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.rates = RequestRates(
+        per_client=settings.receiver_rate_limit_per_client,
+        per_source=settings.receiver_rate_limit_per_source,
+    )
     app.add_exception_handler(Rejected, rejected_handler)
     app.add_exception_handler(SignatureError, signature_handler)
     app.add_exception_handler(Unavailable, unavailable_handler)
-    app.include_router(webhook_router)
-    app.include_router(tracking_router)
-    app.include_router(customers_router)
-    app.include_router(portal_router)
+    limited = [Depends(within_rate)]  # every route but /healthz: per client, and per source for webhooks
+    app.include_router(webhook_router, dependencies=limited)
+    app.include_router(tracking_router, dependencies=limited)
+    app.include_router(customers_router, dependencies=limited)
+    app.include_router(portal_router, dependencies=limited)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -36,6 +36,9 @@ async def summary(
             headers={"WWW-Authenticate": "Bearer"},
         )
 
+    if "\x00" in key:  # no ticket or email has one, and PostgreSQL refuses it in a query's text
+        return JSONResponse({"detail": f"no customer or case matches {key!r}"}, status_code=404)
+
     def read(conn) -> dict:
         with Session(bind=conn) as session:
             return customer_summary(session=session, key=key)

@@ -15,11 +15,19 @@ logger = logging.getLogger("carepath.receiver")
 
 
 class Rejected(Exception):
-    def __init__(self, status: int, reason: str, *, errors: list[dict] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        *,
+        errors: list[dict] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.errors = errors
+        self.headers = headers
 
 
 class Unavailable(Exception):
@@ -56,7 +64,7 @@ async def rejected_handler(request: Request, exc: Rejected) -> JSONResponse:
     body: dict = {"error": exc.reason}
     if exc.errors:
         body["errors"] = exc.errors
-    return JSONResponse(body, status_code=exc.status)
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
 
 async def signature_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -127,6 +127,8 @@ async def track(
 ) -> Response:
     """The case's status, times, resolution and history for the holder of the tracking link."""
     as_json = format == "json" or "application/json" in request.headers.get("accept", "")
+    if "\x00" in ticket:  # no ticket has one, and PostgreSQL refuses it in a query's text
+        return _not_found(request, as_json)
     async with request.app.state.engine.connect() as conn:
         case = (
             await conn.execute(

@@ -48,11 +48,39 @@ async def read_body(request: Request, source: str, limit: int | None = None) -> 
 
 def parse_json(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Rejected(400, f"body is not valid JSON: {exc}") from None
     except RecursionError:  # deeply nested arrays or objects, well under the size limit
         raise Rejected(400, "body is not acceptable JSON: nested too deeply") from None
+    require_storable(data)
+    return data
+
+
+def _unstorable_text(value: Any) -> str | None:
+    """The first text (key or value) the database cannot keep: a NUL, or half a surrogate pair."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "a NUL character (\\u0000)"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "an unpaired surrogate (\\ud800-\\udfff)"
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _unstorable_text(key) or _unstorable_text(item)
+        if found:
+            return found
+    return None
+
+
+def require_storable(data: Any) -> None:
+    """Refuse (400) text no database keeps (PostgreSQL's jsonb and text refuse NUL and unpaired surrogates):
+    checked before anything is stored, so one such event never fails the others written with it."""
+    found = _unstorable_text(data)
+    if found:
+        raise Rejected(400, f"body is not acceptable: its text contains {found}")
 
 
 def validate(model: type[BaseModel] | TypeAdapter, data: Any) -> Any:
@@ -94,12 +122,11 @@ def public_url(request: Request) -> str:
 
 
 def twilio_form(request: Request, body: bytes) -> dict[str, str]:
-    if "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
-        raise Rejected(400, "Twilio webhooks must be application/x-www-form-urlencoded")
     try:
         form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body)))
     except (ValueError, UnicodeDecodeError) as exc:
         raise Rejected(400, f"malformed form body: {exc}") from None
+    require_storable(form)
     settings = _settings(request)
     token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
     verify_twilio(
@@ -144,11 +171,21 @@ def list_of(schema: type[BaseModel]) -> TypeAdapter:
     return TypeAdapter(list[schema])
 
 
+def require_media_type(request: Request, source: str, expected: str) -> None:
+    """Refuse (415) a body that says it is something else: `application/json` also takes `…+json`. Checked
+    after the signature where the signature covers the raw body: an unsigned caller learns nothing more."""
+    request.scope["carepath_source"] = source
+    given = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if given != expected and not (expected == "application/json" and given.endswith("+json")):
+        raise Rejected(415, f"{source} webhooks post {expected}, not {given or 'a body without a type'}")
+
+
 async def signed_json_events(request: Request, declared: Source) -> JSONResponse:
     """One of our own sources (HMAC-signed JSON with an `event_id`): one event, or an array when the source
     sends batches (a device that buffers)."""
     body = await read_body(request, declared.source)
     check_carepath_signature(request, declared.source, body)
+    require_media_type(request, declared.source, "application/json")
     data = parse_json(body)
     if not (declared.batches and isinstance(data, list)):
         one = validate(declared.schema, data)
@@ -164,6 +201,7 @@ async def signed_json_events(request: Request, declared: Source) -> JSONResponse
 
 async def twilio_status(request: Request, declared: Source) -> JSONResponse:
     """Twilio's delivery status callback for a message we sent."""
+    require_media_type(request, declared.source, "application/x-www-form-urlencoded")
     body = await read_body(request, declared.source)
     form = twilio_form(request, body)
     status = validate(declared.schema, form)
@@ -176,6 +214,7 @@ async def twilio_status(request: Request, declared: Source) -> JSONResponse:
 
 async def twilio_inbound(request: Request, declared: Source) -> Response:
     """An SMS from a customer (STOP/START keywords change consent). Answers TwiML, as Twilio expects."""
+    require_media_type(request, declared.source, "application/x-www-form-urlencoded")
     body = await read_body(request, declared.source)
     form = twilio_form(request, body)
     message = validate(declared.schema, form)
@@ -199,6 +238,7 @@ async def sendgrid_events(request: Request, declared: Source) -> JSONResponse:
         body=body,
         tolerance=settings.webhook_tolerance_seconds,
     )
+    require_media_type(request, declared.source, "application/json")
     data = parse_json(body)
     if not isinstance(data, list) or not data:
         raise Rejected(422, "invalid payload: expected a non-empty array of events")
@@ -249,7 +289,9 @@ async def sendgrid_inbound(request: Request, declared: Source) -> JSONResponse:
         expected=auth.get_secret_value() if auth else None, authorization=request.headers.get("authorization")
     )
     body = await read_body(request, declared.source, settings.inbound_email_max_bytes)
-    inbound = validate(declared.schema, form_fields(request, body))
+    fields = form_fields(request, body)
+    require_storable(fields)
+    inbound = validate(declared.schema, fields)
     raw = inbound.raw_message()
     return accepted_one(await store(request, declared, inbound_event_id(raw), {"raw": raw}))
 
@@ -292,10 +334,72 @@ def _endpoint(declared: Source, handle: Handler) -> Callable[[Request], Awaitabl
     return endpoint
 
 
+# What each verifier's requests carry: the media type of the body the OpenAPI document describes.
+MEDIA_TYPES = {
+    "carepath-hmac": "application/json",
+    "sendgrid": "application/json",
+    "twilio": "application/x-www-form-urlencoded",
+    "basic-auth": "multipart/form-data",
+}
+_REFUSALS = {
+    400: "The body cannot be read (malformed JSON or form, nested too deeply, not UTF-8).",
+    401: "Not provably from the source (signature, timestamp window, credentials).",
+    413: "The body exceeds the size limit.",
+    415: "The body is not of the media type this source posts.",
+    422: "The body is readable but invalid: each field and why.",
+    429: "Over the per-client or per-source rate: try again after Retry-After seconds.",
+}
+_REFUSAL_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}, "errors": {"type": "array", "items": {"type": "object"}}},
+}
+
+
+def _form_fields(schema: dict[str, Any]) -> dict[str, Any]:
+    """A model's JSON schema as form fields: every value is text (a nullable field is an optional one)."""
+    props = {}
+    for name, prop in schema.get("properties", {}).items():
+        branch = next((b for b in prop.get("anyOf", [prop]) if b.get("type") == "string"), {"type": "string"})
+        props[name] = {k: v for k, v in branch.items() if k in ("type", "minLength", "maxLength", "pattern")}
+    return {"type": "object", "properties": props, "required": schema.get("required", [])}
+
+
+def request_body(declared: Source) -> dict[str, Any]:
+    """The OpenAPI request body of a source's route, from its pydantic schema (the handlers read the raw
+    request, so FastAPI cannot see it): one event or an array for JSON, form fields for Twilio and SendGrid
+    Inbound Parse."""
+    assert declared.schema is not None and declared.verifier is not None
+    one = declared.schema.model_json_schema(by_alias=True)
+    media = MEDIA_TYPES[declared.verifier]
+    if media != "application/json":
+        body = _form_fields(one)
+    elif declared.verifier == "sendgrid":
+        body = {"type": "array", "items": one, "minItems": 1}
+    elif declared.batches:
+        body = {"anyOf": [one, {"type": "array", "items": one, "minItems": 1}]}
+    else:
+        body = one
+    return {"required": True, "content": {media: {"schema": body}}}
+
+
+def _responses(declared: Source) -> dict[int | str, dict[str, Any]]:
+    refusal = {"application/json": {"schema": _REFUSAL_SCHEMA}}
+    answers: dict[int | str, dict[str, Any]] = {
+        status: {"description": text, "content": refusal} for status, text in _REFUSALS.items()
+    }
+    if declared.name == "twilio-inbound":
+        answers[200] = {"description": "Stored; an empty TwiML answer.", "content": {"text/xml": {}}}
+    return answers
+
+
 for _path, _declared in routes().items():
     router.add_api_route(
         _path.removeprefix(router.prefix),
         _endpoint(_declared, handler_for(_declared)),
         methods=["POST"],
-        status_code=202,
+        status_code=200 if _declared.name == "twilio-inbound" else 202,
+        responses=_responses(_declared),
+        openapi_extra={"requestBody": request_body(_declared)},
+        summary=_declared.name,
     )

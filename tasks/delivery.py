@@ -112,6 +112,14 @@ def find_email_message(session: Session, payload: dict) -> Message | None:
     ).first()
 
 
+def _event_time(timestamp: object) -> datetime:
+    """A SendGrid event's Unix time; now when it has none or it is no time at all (too large, not a number)."""
+    try:
+        return datetime.fromtimestamp(int(timestamp), UTC) if timestamp else utcnow()  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError, OSError):
+        return utcnow()
+
+
 def handle_sendgrid_event(session: Session, event: ClaimedEvent, summary: DeliverySummary) -> str | None:
     p = event.payload
     kind = str(p.get("event", ""))
@@ -124,7 +132,7 @@ def handle_sendgrid_event(session: Session, event: ClaimedEvent, summary: Delive
     reason = p.get("reason") or p.get("response")
     if kind == "bounce":
         reason = f"{p.get('type') or 'bounce'}: {reason or 'no reason given'}"
-    occurred = datetime.fromtimestamp(int(p.get("timestamp", 0)), UTC) if p.get("timestamp") else utcnow()
+    occurred = _event_time(p.get("timestamp"))
     session.add(
         DeliveryEvent(
             message_id=message.id,

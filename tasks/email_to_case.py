@@ -57,6 +57,7 @@ from tasks.sla import start_kpis
 ACK_STEP = "email_acknowledgement"
 # Our outgoing emails carry Message-ID <carepath.{message id}@…>; a reply names it in In-Reply-To/References.
 _OUR_MESSAGE_ID = re.compile(r"^carepath\.(\d+)@")
+_LARGEST_ID = 2**31 - 1  # message ids are 32-bit integers: a larger number in a reference names none
 
 
 class EmailRefused(Exception):
@@ -116,6 +117,16 @@ def _text_of(msg: EmailMessage) -> str:
     return text.strip()
 
 
+def header(msg: EmailMessage, name: str) -> str | None:
+    """A header's value, decoded; as it came when the standard library's parser fails on it (it raises
+    IndexError or HeaderParseError on some malformed values, e.g. `Message-ID: <>`)."""
+    try:
+        value = msg.get(name)
+    except Exception:  # the parser's failures on malformed input are many and undocumented
+        value = next((v for k, v in msg.raw_items() if k.lower() == name.lower()), None)
+    return None if value is None else str(value)
+
+
 def _clean_header(value: object) -> str:
     """One line, no control characters (a header-injection attempt stays text)."""
     return re.sub(r"[\x00-\x1f\x7f]+", " ", str(value or "")).strip()
@@ -123,7 +134,7 @@ def _clean_header(value: object) -> str:
 
 def email_event_id(msg: EmailMessage, raw: bytes) -> str:
     """The email's Message-ID, or a digest of its bytes when it has none: a re-delivery is recognised."""
-    mid = _clean_header(msg.get("Message-ID")).strip("<>")
+    mid = _clean_header(header(msg, "Message-ID")).strip("<>")
     return mid[:200] if mid else "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
@@ -140,6 +151,8 @@ def find_case_for(
     naming one must not write into another customer's case)."""
     for ref in referenced_message_ids(in_reply_to, references):
         ours = _OUR_MESSAGE_ID.match(ref)
+        if ours and int(ours.group(1)) > _LARGEST_ID:  # no message of ours: a forged or mangled reference
+            continue
         case_id = (
             session.scalar(select(Message.case_id).where(Message.id == int(ours.group(1))))
             if ours
@@ -187,18 +200,18 @@ def ingest_email(
         case = session.get(Case, seen.case_id)
         return EmailOutcome(case.ticket_number, False, _queue_name(session, case), False, seen.id)
 
-    subject = _clean_header(msg.get("Subject"))[:300] or "(no subject)"
-    sender = sender_address(_clean_header(msg.get("From")))
-    headers = {k: _clean_header(v) for k, v in msg.items()}
+    subject = _clean_header(header(msg, "Subject"))[:300] or "(no subject)"
+    sender = sender_address(_clean_header(header(msg, "From")))
+    headers = {k: _clean_header(header(msg, k)) for k in msg.keys()}
     automatic = is_automatic(headers, sender, msg.get_content_type())
-    mailbox = rules_for(_clean_header(msg.get("To")))
+    mailbox = rules_for(_clean_header(header(msg, "To")))
     body = _text_of(msg)
 
     case = find_case_for(
         session,
         subject=subject,
-        in_reply_to=msg.get("In-Reply-To"),
-        references=msg.get("References"),
+        in_reply_to=header(msg, "In-Reply-To"),
+        references=header(msg, "References"),
         sender=sender,
     )
     if case is not None:

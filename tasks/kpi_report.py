@@ -5,7 +5,9 @@ publishes the report (charts embedded) as a Prefect markdown artifact."""
 from __future__ import annotations
 
 import base64
+import html
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -295,7 +297,9 @@ def _cell(value: Any) -> str:
         return f"{value:,.2f}".rstrip("0").rstrip(".") if value != int(value) else f"{int(value):,}"
     if isinstance(value, int):
         return f"{value:,}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    # Names come from data (products, goals, agents): as text in the markdown, never as HTML the UI would run.
+    text = html.escape(str(value), quote=False).replace("|", "\\|")
+    return re.sub(r"[\r\n]+", " ", text)
 
 
 def _money(value: Any) -> str:

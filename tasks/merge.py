@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Column, Table, UniqueConstraint, and_, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
+from carepath.masking import mask_text
 from models import Activity, Base, Case, Consent, ConsentStatus, Contact
 from models.base import utcnow
 
@@ -95,7 +96,7 @@ def merge_contacts(*, session: Session, master_id: int, duplicate_id: int) -> Me
             "merged contact %s into %s; conflicting values kept from the master: %s",
             duplicate.id,
             master.id,
-            outcome.conflicts,
+            mask_text(outcome.conflicts),  # the values kept and dropped are a customer's phone and email
         )
     return outcome
 

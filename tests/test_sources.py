@@ -10,6 +10,7 @@ import yaml
 
 from carepath import sources
 from carepath.events import EVENT_NAMES, inbox_event
+from receiver.webhooks import MEDIA_TYPES
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOYMENTS = {d["name"]: d for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]}
@@ -53,7 +54,8 @@ def test_every_declared_route_is_served_and_every_served_webhook_is_declared(rec
     assert all(methods == {"post"} for methods in served.values())
     for path in sources.routes():
         # Served by a handler that verifies as declared: an unsigned request is refused, not routed elsewhere.
-        answer = receiver.post(path, content=b"{}", headers={"Content-Type": "application/json"})
+        media = MEDIA_TYPES[sources.by_route(path).verifier]
+        answer = receiver.post(path, content=b"{}", headers={"Content-Type": media})
         assert answer.status_code in (400, 401), (path, answer.status_code, answer.text)
 
 

@@ -7,6 +7,7 @@ import logging
 from datetime import datetime
 
 from carepath.channels.base import OutgoingEmail, OutgoingSms, SendResult
+from carepath.masking import mask_address
 
 logger = logging.getLogger("carepath.outbox")
 
@@ -20,7 +21,7 @@ class LocalSmsSender:
 
     def send_sms(self, sms: OutgoingSms) -> SendResult:
         """Log the SMS instead of sending it."""
-        logger.info("SMS to %s: %s", sms.to, sms.body)
+        logger.info("SMS to %s: %s", mask_address(sms.to), sms.body)
         return SendResult(provider=self.provider, provider_message_id=_local_id(sms.idempotency_key))
 
     def find_sent(self, *, to: str, body: str, since: datetime) -> SendResult | None:
@@ -33,5 +34,5 @@ class LocalEmailSender:
 
     def send_email(self, email: OutgoingEmail) -> SendResult:
         """Log the email instead of sending it."""
-        logger.info("Email to %s: %s\n%s", email.to, email.subject, email.text)
+        logger.info("Email to %s: %s\n%s", mask_address(email.to), email.subject, email.text)
         return SendResult(provider=self.provider, provider_message_id=_local_id(email.idempotency_key))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import socket
 import urllib.error
 
@@ -18,6 +20,22 @@ from carepath.channels.base import (
     retry_after_seconds,
 )
 from carepath.rules.messaging import is_transient
+
+
+class _Redact(logging.Filter):
+    """SendGrid's HTTP client logs each request at DEBUG: its headers (the API key among them) become
+    `Bearer ***`, its payload (the customer's address and the message) is not logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("PAYLOAD:"):
+            record.msg, record.args = "PAYLOAD: (not logged: the recipient's address and the message)", ()
+        elif "Bearer " in message:
+            record.msg, record.args = re.sub(r"Bearer [^'\"\s,}]+", "Bearer ***", message), ()
+        return True
+
+
+logging.getLogger("python_http_client.client").addFilter(_Redact())
 
 
 class SendGridEmailSender:

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import phonenumbers
+
+# Line breaks and other control characters: in a header they would end it and start another (injection).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
+
+
+def one_line(text: str | None) -> str:
+    """Header text (an email subject) as one line: every run of control characters becomes one space."""
+    return _CONTROL.sub(" ", text or "").strip()
 
 
 @lru_cache(maxsize=65536)

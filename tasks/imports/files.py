@@ -55,6 +55,7 @@ def inspect_file(path: str | Path, *, columns: Sequence[str], formats: Sequence[
         if fmt == "csv":
             digest, lines = _hash_csv(p)
             header = _csv_header(p)
+            _check_csv(p)
             rows = max(lines - 1, 0)
         else:
             import pyarrow.parquet as pq
@@ -103,6 +104,20 @@ def _csv_header(p: Path) -> list[str]:
     return header
 
 
+def _check_csv(p: Path) -> None:
+    """Read every record once (RFC 4180, strictly): a file the chunked reader would stop inside (a quote
+    never closed, text after a closing quote) is refused whole here, before any chunk is loaded."""
+    with p.open("r", encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, strict=True)
+        try:
+            for _ in reader:
+                pass
+        except csv.Error as exc:
+            raise ImportFileError(
+                f"{p.name}: not a readable CSV file (record ending on line {reader.line_num}: {exc})"
+            ) from exc
+
+
 def _match_header(name: str, header: Sequence[str], columns: Sequence[str]) -> dict[str, str]:
     """Each required column's spelling in the file (compared trimmed and case-insensitively)."""
     found: dict[str, list[str]] = {}
@@ -127,6 +142,8 @@ def read_chunks(source: SourceFile, rows: int) -> Iterator[pd.DataFrame]:
     required = list(source.columns)
     first = 2 if source.format == "csv" else 1
     for chunk in _csv_chunks(source, rows) if source.format == "csv" else _parquet_chunks(source, rows):
+        if chunk.empty:  # a file with a header and no records: nothing to validate or load
+            continue
         chunk = chunk[required]
         chunk.index = pd.RangeIndex(first, first + len(chunk))
         chunk[ROW] = chunk.index

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from carepath.bulk import bulk_insert
 from carepath.messages import render_fault_sms
-from carepath.rules.messaging import sms_block_reason
+from carepath.rules.messaging import one_line, sms_block_reason
 from models import Message, MessageChannel, MessageStatus
 from models.base import utcnow
 
@@ -145,7 +145,7 @@ def queue_contact_email(
         contact_id=contact_id,
         journey_step=step,
         to_address=contact.email if contact else None,
-        subject=subject[:300],
+        subject=one_line(subject)[:300],  # whatever the title held, one header line
         body=body,
         template=template,
         blocked=blocked,

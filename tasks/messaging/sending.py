@@ -16,6 +16,7 @@ from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_after_att
 from tenacity.wait import wait_base
 
 from carepath.channels import EmailSender, OutgoingEmail, OutgoingSms, ProviderError, SendResult, SmsSender
+from carepath.rules.messaging import one_line
 from models import MessageChannel
 from tasks.messaging.claims import ClaimedMessage
 
@@ -71,7 +72,7 @@ def _outgoing(m: ClaimedMessage, policy: SendPolicy) -> OutgoingSms | OutgoingEm
         return OutgoingSms(m.to_address, m.body, m.idempotency_key, policy.status_callback)
     return OutgoingEmail(
         to=m.to_address,
-        subject=m.subject or "",
+        subject=one_line(m.subject),
         text=m.body,
         idempotency_key=m.idempotency_key,
         # SendGrid echoes custom args in its events: how an unknown outcome is settled for email.
